@@ -7,10 +7,11 @@ import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist', 'cli', 'main.js');
-if (existsSync(compiled) && !process.env.DADI_FROM_SOURCE) {
-  await import(pathToFileURL(compiled).href);
-} else {
+let entry = compiled;
+if (!existsSync(compiled) || process.env.DADI_FROM_SOURCE) {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+  entry = join(root, 'src', 'cli', 'main.ts');
 }
+const { main } = await import(pathToFileURL(entry).href);
+process.exitCode = await main(process.argv);

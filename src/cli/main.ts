@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] && /(cli[\\/]main\.(ts|js)|bin[\\/]dadi(\.js)?)$/.test(process.argv[1]);
+const invokedDirectly = process.argv[1] !== undefined && /cli[\\/]main\.(ts|js)$/.test(process.argv[1]);
 if (invokedDirectly) {
   process.exitCode = await main(process.argv);
 }
