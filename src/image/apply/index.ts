@@ -1,0 +1,46 @@
+/**
+ * Applies OCI layer tars onto a directory holding the lower layers' result: the core of image
+ * conversion, where the directory is the mounted ext4 of the stacked image.
+ */
+import { lstat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { ApplyError } from './errors.ts';
+import { openTar } from './decompress.ts';
+import { SafeRoot } from './paths.ts';
+import { TarReader } from './tar-reader.ts';
+import { LayerApplier, type ApplyStats } from './writers.ts';
+
+export { ApplyError } from './errors.ts';
+export { detectCompression, type Compression } from './decompress.ts';
+export type { ApplyStats } from './writers.ts';
+
+export interface ApplyOptions {
+  /** Called with the cumulative count of (compressed) input bytes consumed. */
+  onProgress?(bytes: number): void;
+  /** Names the layer in errors (e.g. its digest); default "layer". */
+  name?: string;
+}
+
+/**
+ * Applies one layer (gzip, zstd or plain tar, detected from its first bytes) onto `rootDir`,
+ * streaming. Entries that would escape the root or write through a symlink are refused with an
+ * ApplyError naming the entry; a corrupt or truncated archive fails with a FormatError.
+ */
+export async function applyLayer(tarStream: Readable, rootDir: string, opts: ApplyOptions = {}): Promise<ApplyStats> {
+  const label = opts.name ?? 'layer';
+  const st = await lstat(rootDir);
+  if (!st.isDirectory()) throw new ApplyError('', `the target ${rootDir} is not a directory`);
+  const { stream } = await openTar(tarStream, opts.onProgress);
+  const reader = new TarReader(stream, label);
+  const applier = new LayerApplier(new SafeRoot(rootDir));
+  try {
+    for await (const { entry, body } of reader.entries()) await applier.apply(entry, body);
+  } catch (err) {
+    if (err instanceof ApplyError) throw err;
+    throw reader.asFormatError(err);
+  } finally {
+    tarStream.destroy();
+  }
+  await applier.finish();
+  return applier.stats;
+}

@@ -1,0 +1,96 @@
+/**
+ * Path safety for layer entries. Names are cleaned the way containerd does (absolute names become
+ * relative to the root; `.` and empty components vanish) except that a `..` that would climb above
+ * the root is refused rather than clamped. Parents are walked with lstat so nothing is ever written
+ * through a symlink, whether it was planted by a lower layer or by an earlier entry of this one.
+ */
+import { lstat, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ApplyError, errnoCode } from './errors.ts';
+
+/**
+ * The entry's path relative to the root, components joined by '/'; '' is the root itself.
+ * Throws when `..` climbs above the root or the name holds a NUL.
+ */
+export function cleanEntryPath(name: string, what = 'path'): string {
+  if (name.includes('\0')) throw new ApplyError(name, `${what} contains a NUL byte`);
+  const out: string[] = [];
+  for (const part of name.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (out.length === 0) throw new ApplyError(name, `${what} escapes the root directory through ".."`);
+      out.pop();
+    } else {
+      out.push(part);
+    }
+  }
+  return out.join('/');
+}
+
+export function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+
+export function baseOf(rel: string): string {
+  return rel.slice(rel.lastIndexOf('/') + 1);
+}
+
+/**
+ * The root being written, with a cache of directories already checked to be real (non-symlink)
+ * directories. The cache is dropped whenever a directory is removed, since a later entry could
+ * put a symlink where a checked directory was.
+ */
+export class SafeRoot {
+  private readonly realDirs = new Set<string>(['']);
+
+  constructor(readonly dir: string) {}
+
+  abs(rel: string): string {
+    return rel === '' ? this.dir : join(this.dir, rel);
+  }
+
+  /** Forget checked directories: call after removing anything that may have been a directory. */
+  forgetDirs(): void {
+    this.realDirs.clear();
+    this.realDirs.add('');
+  }
+
+  /**
+   * Checks that every ancestor of `rel` is a real directory inside the root. With `create`,
+   * missing ancestors are made (mode 0755, as containerd does) and reported through `onCreate`;
+   * without it, returns false when one is missing.
+   */
+  async checkParents(rel: string, entry: string, opts: { create: boolean; onCreate?: (rel: string) => void; what?: string }): Promise<boolean> {
+    const parts = rel.split('/');
+    let prefix = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      prefix = prefix === '' ? parts[i]! : `${prefix}/${parts[i]}`;
+      if (this.realDirs.has(prefix)) continue;
+      const what = opts.what ?? 'path';
+      let st;
+      try {
+        st = await lstat(this.abs(prefix));
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw new ApplyError(entry, `cannot inspect ${JSON.stringify(prefix)}: ${String(err)}`, { cause: err });
+        if (!opts.create) return false;
+        await mkdir(this.abs(prefix), { mode: 0o755 });
+        opts.onCreate?.(prefix);
+        this.realDirs.add(prefix);
+        continue;
+      }
+      if (st.isSymbolicLink()) {
+        throw new ApplyError(entry, `${what} goes through ${JSON.stringify(prefix)}, which is a symlink; refusing to write through it`);
+      }
+      if (!st.isDirectory()) {
+        throw new ApplyError(entry, `${what} goes through ${JSON.stringify(prefix)}, which is not a directory`);
+      }
+      this.realDirs.add(prefix);
+    }
+    return true;
+  }
+
+  noteDir(rel: string): void {
+    this.realDirs.add(rel);
+  }
+}

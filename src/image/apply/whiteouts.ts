@@ -1,0 +1,100 @@
+/**
+ * OCI whiteouts. `.wh.NAME` hides NAME of the lower layers; `.wh..wh..opq` hides everything the
+ * lower layers put in its directory. Both apply only to lower layers (OCI image spec, "Whiteouts"):
+ * whatever this same layer adds stays, whether it comes before or after the marker in the tar,
+ * so the layer's own paths are tracked and spared.
+ */
+import { lstat, readdir, rm } from 'node:fs/promises';
+import type { DirTimes } from './metadata.ts';
+import { ApplyError, errnoCode } from './errors.ts';
+import { baseOf, parentOf, type SafeRoot } from './paths.ts';
+
+export const WHITEOUT_PREFIX = '.wh.';
+export const OPAQUE_MARKER = '.wh..wh..opq';
+
+/** Paths this layer created or touched, with all their ancestors (which exist in its upper view too). */
+export class LayerPaths {
+  private readonly paths = new Set<string>(['']);
+
+  add(rel: string): void {
+    while (!this.paths.has(rel)) {
+      this.paths.add(rel);
+      rel = parentOf(rel);
+    }
+  }
+
+  has(rel: string): boolean {
+    return this.paths.has(rel);
+  }
+}
+
+export function isWhiteout(rel: string): boolean {
+  return baseOf(rel).startsWith(WHITEOUT_PREFIX);
+}
+
+export class Whiteouts {
+  constructor(private readonly root: SafeRoot, private readonly mine: LayerPaths, private readonly dirTimes: DirTimes) {}
+
+  /** Removes `rel` and everything under it, never following symlinks. */
+  async removeTree(rel: string, entry: string): Promise<void> {
+    try {
+      await rm(this.root.abs(rel), { recursive: true, force: true });
+    } catch (err) {
+      throw new ApplyError(entry, `cannot remove ${JSON.stringify(rel)}: ${String(err)}`, { cause: err });
+    }
+    this.root.forgetDirs();
+    this.dirTimes.forget(rel);
+  }
+
+  /** Removes from directory `rel` everything that this layer did not put there, recursively. */
+  async pruneLower(rel: string, entry: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.root.abs(rel));
+    } catch (err) {
+      throw new ApplyError(entry, `cannot list ${JSON.stringify(rel || '/')}: ${String(err)}`, { cause: err });
+    }
+    for (const name of names) {
+      const child = rel === '' ? name : `${rel}/${name}`;
+      if (!this.mine.has(child)) {
+        await this.removeTree(child, entry);
+        continue;
+      }
+      const st = await lstat(this.root.abs(child));
+      if (st.isDirectory()) await this.pruneLower(child, entry);
+    }
+  }
+
+  /**
+   * Applies the whiteout entry at cleaned path `rel`. Returns 'opaque' or 'whiteout'. A missing
+   * parent means there is nothing to hide; a symlinked parent is refused.
+   */
+  async apply(rel: string, entry: string): Promise<'opaque' | 'whiteout'> {
+    const base = baseOf(rel);
+    const dir = parentOf(rel);
+    const present = await this.root.checkParents(rel, entry, { create: false, what: 'whiteout' });
+    if (base === OPAQUE_MARKER) {
+      if (present) {
+        this.mine.add(dir);
+        await this.pruneLower(dir, entry);
+      }
+      return 'opaque';
+    }
+    const hidden = base.slice(WHITEOUT_PREFIX.length);
+    if (hidden === '' || hidden === '.' || hidden === '..') {
+      throw new ApplyError(entry, `whiteout names no file (${JSON.stringify(base)})`);
+    }
+    if (!present) return 'whiteout';
+    const target = dir === '' ? hidden : `${dir}/${hidden}`;
+    let st;
+    try {
+      st = await lstat(this.root.abs(target));
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return 'whiteout';
+      throw new ApplyError(entry, `cannot inspect ${JSON.stringify(target)}: ${String(err)}`, { cause: err });
+    }
+    if (!this.mine.has(target)) await this.removeTree(target, entry);
+    else if (st.isDirectory()) await this.pruneLower(target, entry);
+    return 'whiteout';
+  }
+}

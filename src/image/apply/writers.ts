@@ -1,0 +1,200 @@
+/**
+ * Makes one node per layer entry. An existing path of a different type is removed first
+ * (a directory with its whole tree); a directory over a directory keeps its contents and only
+ * takes the new metadata. Files are created with O_EXCL|O_NOFOLLOW after the old path is gone,
+ * so a symlink left at the final component is never followed either.
+ */
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { link, lstat, mkdir, open, symlink, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { ApplyError, errnoCode } from './errors.ts';
+import { applyOwnerModeXattrs, applyTimes, DirTimes } from './metadata.ts';
+import { cleanEntryPath, type SafeRoot } from './paths.ts';
+import type { EntryType, LayerEntry } from './tar-reader.ts';
+import { isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
+
+const run = promisify(execFile);
+
+export interface ApplyStats {
+  entries: Record<EntryType, number>;
+  /** Bytes of regular-file content written. */
+  bytesWritten: number;
+  /** `.wh.NAME` entries applied (each hides one name, file or tree). */
+  whiteouts: number;
+  /** `.wh..wh..opq` entries applied. */
+  opaqueDirs: number;
+}
+
+export function emptyStats(): ApplyStats {
+  return {
+    entries: { 'file': 0, 'directory': 0, 'symlink': 0, 'hardlink': 0, 'character-device': 0, 'block-device': 0, 'fifo': 0 },
+    bytesWritten: 0,
+    whiteouts: 0,
+    opaqueDirs: 0,
+  };
+}
+
+async function drain(body: Readable): Promise<void> {
+  for await (const _chunk of body) { /* discard: tar-stream needs every body read */ }
+}
+
+async function lstatOrNull(path: string, entry: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return null;
+    throw new ApplyError(entry, `cannot inspect ${path}: ${String(err)}`, { cause: err });
+  }
+}
+
+export class LayerApplier {
+  readonly stats = emptyStats();
+  private readonly mine = new LayerPaths();
+  private readonly dirTimes = new DirTimes();
+  private readonly whiteouts: Whiteouts;
+
+  constructor(private readonly root: SafeRoot) {
+    this.whiteouts = new Whiteouts(root, this.mine, this.dirTimes);
+  }
+
+  async apply(entry: LayerEntry, body: Readable): Promise<void> {
+    const rel = cleanEntryPath(entry.name);
+    if (entry.type !== 'file') await drain(body);
+    if (rel !== '' && isWhiteout(rel)) {
+      if (entry.type === 'file') await drain(body);
+      const kind = await this.whiteouts.apply(rel, entry.name);
+      if (kind === 'opaque') this.stats.opaqueDirs++; else this.stats.whiteouts++;
+      return;
+    }
+    if (rel === '') {
+      if (entry.type !== 'directory') throw new ApplyError(entry.name, `names the root directory but is a ${entry.type}`);
+      await this.directory('', entry);
+      this.stats.entries.directory++;
+      return;
+    }
+    await this.root.checkParents(rel, entry.name, { create: true, onCreate: (p) => this.mine.add(p) });
+    this.mine.add(rel);
+    const path = this.root.abs(rel);
+    switch (entry.type) {
+      case 'file': await this.file(rel, path, entry, body); break;
+      case 'directory': await this.directory(rel, entry); break;
+      case 'symlink': await this.symlink(rel, path, entry); break;
+      case 'hardlink': await this.hardlink(rel, path, entry); break;
+      case 'character-device': case 'block-device': case 'fifo': await this.special(rel, path, entry); break;
+    }
+    this.stats.entries[entry.type]++;
+  }
+
+  /** Sets the deferred directory times; call once after the last entry. */
+  async finish(): Promise<void> {
+    await this.dirTimes.apply((rel) => this.root.abs(rel));
+  }
+
+  /** Clears `rel` for a new node; keeps (and returns) an existing directory when `keepDir`. */
+  private async clear(rel: string, path: string, entry: LayerEntry, keepDir: boolean): Promise<Stats | null> {
+    const st = await lstatOrNull(path, entry.name);
+    if (st === null) return null;
+    if (st.isDirectory()) {
+      if (keepDir) return st;
+      await this.whiteouts.removeTree(rel, entry.name);
+      return null;
+    }
+    try {
+      await unlink(path);
+    } catch (err) {
+      throw new ApplyError(entry.name, `cannot replace the existing ${JSON.stringify(rel)}: ${String(err)}`, { cause: err });
+    }
+    return null;
+  }
+
+  private async file(rel: string, path: string, entry: LayerEntry, body: Readable): Promise<void> {
+    await this.clear(rel, path, entry, false);
+    let fh;
+    try {
+      fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      await drain(body).catch(() => {});
+      throw new ApplyError(entry.name, `cannot create file: ${String(err)}`, { cause: err });
+    }
+    let written = 0;
+    try {
+      // Reading errors (a truncated tar) propagate as they are; the caller maps them to a FormatError.
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        let done = 0;
+        while (done < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, done, chunk.length - done).catch((err: unknown) => {
+            throw new ApplyError(entry.name, `cannot write file data: ${String(err)}`, { cause: err });
+          });
+          done += bytesWritten;
+        }
+        written += chunk.length;
+      }
+    } finally {
+      await fh.close();
+    }
+    this.stats.bytesWritten += written;
+    await applyOwnerModeXattrs(path, entry, false);
+    await applyTimes(path, entry);
+  }
+
+  private async directory(rel: string, entry: LayerEntry): Promise<void> {
+    const path = this.root.abs(rel);
+    let st = await this.clear(rel, path, entry, true);
+    if (st === null) {
+      try {
+        await mkdir(path, { mode: 0o700 });
+        st = await lstat(path);
+      } catch (err) {
+        throw new ApplyError(entry.name, `cannot create directory: ${String(err)}`, { cause: err });
+      }
+    }
+    this.root.noteDir(rel);
+    await applyOwnerModeXattrs(path, entry, false);
+    this.dirTimes.record(rel, entry, st.ino);
+  }
+
+  private async symlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
+    await this.clear(rel, path, entry, false);
+    try {
+      await symlink(entry.linkname, path);
+    } catch (err) {
+      throw new ApplyError(entry.name, `cannot create symlink: ${String(err)}`, { cause: err });
+    }
+    await applyOwnerModeXattrs(path, entry, true);
+    await applyTimes(path, entry);
+  }
+
+  /** Hard links share the target's inode, so the entry's own metadata is not applied (as GNU tar). */
+  private async hardlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
+    if (entry.linkname === '') throw new ApplyError(entry.name, 'hard link without a target');
+    const targetRel = cleanEntryPath(entry.linkname, 'hard link target');
+    if (targetRel === '') throw new ApplyError(entry.name, 'hard link target is the root directory');
+    const exists = await this.root.checkParents(targetRel, entry.name, { create: false, what: 'hard link target' });
+    const target = exists ? await lstatOrNull(this.root.abs(targetRel), entry.name) : null;
+    if (target === null) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} does not exist`);
+    if (target.isDirectory()) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} is a directory`);
+    if (targetRel === rel) return;
+    await this.clear(rel, path, entry, false);
+    try {
+      await link(this.root.abs(targetRel), path);
+    } catch (err) {
+      throw new ApplyError(entry.name, `cannot link to ${JSON.stringify(entry.linkname)}: ${String(err)}`, { cause: err });
+    }
+  }
+
+  /** Node has no mknod/mkfifo; the coreutils commands do it. */
+  private async special(rel: string, path: string, entry: LayerEntry): Promise<void> {
+    await this.clear(rel, path, entry, false);
+    try {
+      if (entry.type === 'fifo') await run('mkfifo', ['-m', '0600', path]);
+      else await run('mknod', ['-m', '0600', path, entry.type === 'character-device' ? 'c' : 'b', String(entry.devmajor), String(entry.devminor)]);
+    } catch (err) {
+      throw new ApplyError(entry.name, `cannot create ${entry.type}: ${String(err)}`, { cause: err });
+    }
+    await applyOwnerModeXattrs(path, entry, false);
+    await applyTimes(path, entry);
+  }
+}
