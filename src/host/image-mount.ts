@@ -1,0 +1,159 @@
+/**
+ * A mounted image: start an NBD server on a private unix socket, attach its export as a block
+ * device, mount the file system — and the reverse. Every step is recorded before the next one
+ * begins, and teardown undoes whatever the record and the kernel say exists, so a failure at any
+ * point (or a crashed server, or a crashed `dadi mount`) is cleaned up by the same code.
+ */
+import { mkdir, realpath, stat } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { attachExport, detachExport } from './attach.ts';
+import { mountFs, unmountFs } from './mount-fs.ts';
+import { mountAt } from './mount-table.ts';
+import { isRunning, startDetached, terminate } from './processes.ts';
+import { HostStepError } from './run-tool.ts';
+import { createRecord, listRecords, loadRecord, removeRecord, saveRecord, stateDir as defaultStateDir, workDirFor, type MountRecord } from './state.ts';
+
+/** Builds the command line of a process that serves the image as NBD on unix socket `socket`. */
+export type ServerCommand = (socket: string) => string[];
+
+export interface MountImageOptions {
+  mountPoint: string;
+  /** What is served, for the record and `dadi mount --list` (e.g. the layer files). */
+  image: string[];
+  server: ServerCommand;
+  readOnly: boolean;
+  writableDir?: string;
+  stateDir?: string;
+  mountOptions?: string[];
+  /** How long the server may take to listen. */
+  serverTimeoutMs?: number;
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect(socket);
+    s.once('connect', () => { s.destroy(); res(true); });
+    s.once('error', () => { s.destroy(); res(false); });
+  });
+}
+
+async function logTail(file: string): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.length > 4000 ? `...${text.slice(-4000)}` : text;
+}
+
+async function waitForServer(rec: MountRecord, exited: Promise<number | null>, timeoutMs: number): Promise<void> {
+  let exitCode: number | null | undefined;
+  void exited.then((c) => { exitCode = c; });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await canConnect(rec.server.socket)) return;
+    if (exitCode !== undefined || !isRunning(rec.server.identity)) {
+      throw new HostStepError('start server', `${rec.server.argv.join(' ')} exited (code ${exitCode ?? '?'}) before listening`, await logTail(rec.server.log));
+    }
+    if (Date.now() >= deadline) {
+      throw new HostStepError('start server', `no NBD server listening on ${rec.server.socket} after ${timeoutMs} ms`, await logTail(rec.server.log));
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function checkMountPoint(dir: string): Promise<string> {
+  const abs = resolve(dir);
+  const st = await stat(abs).catch(() => undefined);
+  if (!st) throw new HostStepError('check mount point', `${abs} does not exist`);
+  if (!st.isDirectory()) throw new HostStepError('check mount point', `${abs} is not a directory`);
+  return realpath(abs);
+}
+
+/** Serves, attaches and mounts; on any failure undoes everything it started, then throws. */
+export async function mountImage(opts: MountImageOptions): Promise<MountRecord> {
+  const dir = opts.stateDir ?? defaultStateDir();
+  const mountPoint = await checkMountPoint(opts.mountPoint);
+  const workDir = workDirFor(dir, mountPoint);
+  const socket = join(workDir, 'nbd.sock');
+  const rec: MountRecord = {
+    version: 1, mountPoint, workDir, image: opts.image, readOnly: opts.readOnly,
+    ...(opts.writableDir ? { writableDir: resolve(opts.writableDir) } : {}),
+    server: { socket, log: join(workDir, 'server.log'), argv: opts.server(socket) },
+    createdAt: new Date().toISOString(),
+  };
+  await createRecord(dir, rec);
+  try {
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    const { identity, exited } = startDetached(rec.server.argv, rec.server.log);
+    rec.server.identity = identity;
+    await saveRecord(dir, rec);
+    await waitForServer(rec, exited, opts.serverTimeoutMs ?? 30_000);
+    rec.device = await attachExport(socket, workDir, opts.readOnly, async (a) => { rec.attach = a; await saveRecord(dir, rec); });
+    await saveRecord(dir, rec);
+    rec.fsType = await mountFs(rec.device, mountPoint, { readOnly: opts.readOnly, extraOptions: opts.mountOptions });
+    rec.mounted = true;
+    await saveRecord(dir, rec);
+    return rec;
+  } catch (err) {
+    try {
+      await teardown(dir, rec, true);
+    } catch (undoErr) {
+      throw new Error(`${(err as Error).message}; undoing the partial mount also failed: ${(undoErr as Error).message}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Undoes a (possibly partial) mount: file system, block device, nbdfuse, server, record. When
+ * the file system is busy and the server still alive, stops before touching anything below it
+ * unless `force`; with the server gone the file system is lazily detached.
+ */
+async function teardown(dir: string, rec: MountRecord, force: boolean): Promise<void> {
+  const serverAlive = isRunning(rec.server.identity);
+  const mounted = await mountAt(rec.mountPoint);
+  // Only our own mount: the record may predate the mount, and DIR may hold someone else's.
+  if (mounted && rec.device && mounted.source === rec.device) {
+    await unmountFs(rec.mountPoint, force || !serverAlive);
+  }
+  rec.mounted = false;
+  const errors: string[] = [];
+  if (rec.attach) {
+    try { await detachExport(rec.attach); } catch (err) { errors.push((err as Error).message); }
+  }
+  const ended = await terminate(rec.server.identity);
+  if (ended === 'killed') errors.push(`stop server: pid ${rec.server.identity!.pid} ignored SIGTERM and was killed; unflushed writes may be lost`);
+  if (errors.length > 0 && !(errors.length === 1 && ended === 'killed')) {
+    await saveRecord(dir, rec).catch(() => undefined);
+    throw new Error(errors.join('; '));
+  }
+  await removeRecord(dir, rec);
+  if (ended === 'killed') throw new Error(errors[0]);
+}
+
+function mountPointKey(dir: string): Promise<string> {
+  const abs = resolve(dir);
+  return realpath(abs).catch(() => abs);
+}
+
+/** `dadi umount DIR`: tears down the dadi mount recorded for DIR. */
+export async function unmountImage(mountPoint: string, opts: { stateDir?: string; force?: boolean } = {}): Promise<MountRecord> {
+  const dir = opts.stateDir ?? defaultStateDir();
+  const key = await mountPointKey(mountPoint);
+  const rec = await loadRecord(dir, key);
+  if (!rec) throw new HostStepError('umount', `${key} is not a dadi mount (no record in ${join(dir, 'mounts')})`);
+  await teardown(dir, rec, opts.force ?? false);
+  return rec;
+}
+
+export interface MountStatus extends MountRecord { status: 'mounted' | 'stale' }
+
+/** Every recorded mount, with whether its server and mount are still there. */
+export async function listMounts(opts: { stateDir?: string } = {}): Promise<MountStatus[]> {
+  const out: MountStatus[] = [];
+  for (const rec of await listRecords(opts.stateDir ?? defaultStateDir())) {
+    const m = await mountAt(rec.mountPoint);
+    const ok = isRunning(rec.server.identity) && !!rec.mounted && m?.source === rec.device;
+    out.push({ ...rec, status: ok ? 'mounted' : 'stale' });
+  }
+  return out;
+}
