@@ -4,10 +4,9 @@
  * begins, and teardown undoes whatever the record and the kernel say exists, so a failure at any
  * point (or a crashed server, or a crashed `dadi mount`) is cleaned up by the same code.
  */
-import { mkdir, realpath, stat } from 'node:fs/promises';
+import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { attachExport, detachExport } from './attach.ts';
 import { mountFs, unmountFs } from './mount-fs.ts';
 import { mountAt } from './mount-table.ts';
@@ -60,6 +59,11 @@ async function waitForServer(rec: MountRecord, exited: Promise<number | null>, t
   }
 }
 
+async function deviceReadOnly(device: string): Promise<boolean> {
+  const flag = await readFile(`/sys/block/${basename(device)}/ro`, 'utf8').catch(() => '0');
+  return flag.trim() === '1';
+}
+
 async function checkMountPoint(dir: string): Promise<string> {
   const abs = resolve(dir);
   const st = await stat(abs).catch(() => undefined);
@@ -88,8 +92,11 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
     await saveRecord(dir, rec);
     await waitForServer(rec, exited, opts.serverTimeoutMs ?? 30_000);
     rec.device = await attachExport(socket, workDir, opts.readOnly, async (a) => { rec.attach = a; await saveRecord(dir, rec); });
+    // A read-only export (no writable layer) gives a read-only device; mount it read-only
+    // rather than let mount(8) silently fall back and leave the record saying rw.
+    if (!rec.readOnly && (await deviceReadOnly(rec.device))) rec.readOnly = true;
     await saveRecord(dir, rec);
-    rec.fsType = await mountFs(rec.device, mountPoint, { readOnly: opts.readOnly, extraOptions: opts.mountOptions });
+    rec.fsType = await mountFs(rec.device, mountPoint, { readOnly: rec.readOnly, extraOptions: opts.mountOptions });
     rec.mounted = true;
     await saveRecord(dir, rec);
     return rec;

@@ -65,6 +65,20 @@ test('a read-only mount refuses writes', async (t) => {
   await assertNothingLeft(stateDir, rec);
 });
 
+test('a read-only export asked to mount writable is mounted read-only and recorded so', async (t) => {
+  if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
+  const { stateDir, dir } = await hostScratch(t);
+  const image = join(dir, 'disk.img');
+  makeExt4Image(image, 16);
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: false, stateDir });
+  assert.equal(rec.readOnly, true);
+  await assert.rejects(writeFile(join(mnt, 'x'), 'no'), /EROFS|read-only/i);
+  await unmountImage(mnt, { stateDir });
+  await assertNothingLeft(stateDir, rec);
+});
+
 test('an image with no file system is refused with a clear error and nothing is left running', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
   const { stateDir, dir } = await hostScratch(t);
