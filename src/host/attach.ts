@@ -45,8 +45,11 @@ export async function attachExport(
   return loopDevice;
 }
 
-/** Undoes whatever part of an attachment exists; safe to repeat. */
-export async function detachExport(a: Attachment): Promise<void> {
+/**
+ * Undoes whatever part of an attachment exists; safe to repeat. `lazy` (the file system above
+ * was lazily unmounted and may still hold the device) detaches without waiting for release.
+ */
+export async function detachExport(a: Attachment, lazy = false): Promise<void> {
   if (a.kind === 'kernel-nbd') {
     if (a.device) await detachKernelNbd(a.device);
     return;
@@ -56,7 +59,7 @@ export async function detachExport(a: Attachment): Promise<void> {
   if (a.loopDevice) loops.add(a.loopDevice);
   for (const dev of loops) {
     const current = await loopsBackedBy(join(a.fuseDir, 'nbd'));
-    if (current.includes(dev)) await detachLoop(dev);
+    if (current.includes(dev)) await detachLoop(dev, lazy ? 0 : 5_000);
   }
-  await stopNbdfuse(a.fuseDir, a.nbdfuse);
+  await stopNbdfuse(a.fuseDir, a.nbdfuse, lazy);
 }

@@ -118,14 +118,15 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
 async function teardown(dir: string, rec: MountRecord, force: boolean): Promise<void> {
   const serverAlive = isRunning(rec.server.identity);
   const mounted = await mountAt(rec.mountPoint);
+  let lazy = false;
   // Only our own mount: the record may predate the mount, and DIR may hold someone else's.
   if (mounted && rec.device && mounted.source === rec.device) {
-    await unmountFs(rec.mountPoint, force || !serverAlive);
+    lazy = (await unmountFs(rec.mountPoint, force || !serverAlive)) === 'lazy';
   }
   rec.mounted = false;
   const errors: string[] = [];
   if (rec.attach) {
-    try { await detachExport(rec.attach); } catch (err) { errors.push((err as Error).message); }
+    try { await detachExport(rec.attach, lazy); } catch (err) { errors.push((err as Error).message); }
   }
   const ended = await terminate(rec.server.identity);
   if (ended === 'killed') errors.push(`stop server: pid ${rec.server.identity!.pid} ignored SIGTERM and was killed; unflushed writes may be lost`);

@@ -47,14 +47,14 @@ export async function loopsBackedBy(file: string): Promise<string[]> {
  * still held (a lazily unmounted file system), the kernel detaches it later by itself
  * (autoclear) and this returns 'deferred'.
  */
-export async function detachLoop(device: string): Promise<'detached' | 'deferred' | 'not-attached'> {
+export async function detachLoop(device: string, waitMs = 5_000): Promise<'detached' | 'deferred' | 'not-attached'> {
   const name = basename(device);
   if ((await backingFile(name)) === undefined) return 'not-attached';
   const r = await runTool(['losetup', '-d', device], 20_000);
   if (r.code !== 0 && (await backingFile(name)) !== undefined && !/No such device/i.test(r.stderr)) {
     throw new HostStepError('detach loop device', `losetup -d ${device} failed`, r.stderr);
   }
-  const deadline = Date.now() + 5_000;
+  const deadline = Date.now() + waitMs;
   while ((await backingFile(name)) !== undefined) {
     if (Date.now() >= deadline) return 'deferred';
     await new Promise((res) => setTimeout(res, 20));

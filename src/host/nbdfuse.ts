@@ -49,23 +49,23 @@ export async function startNbdfuse(
 
 /**
  * Unmounts the nbdfuse directory (retrying while the loop device lets go of it, then lazily)
- * and makes sure the nbdfuse process is gone.
+ * and makes sure the nbdfuse process is gone. `lazy` skips the wait for a device still in use.
  */
-export async function stopNbdfuse(dir: string, nbdfuse: ProcessIdentity | undefined): Promise<void> {
+export async function stopNbdfuse(dir: string, nbdfuse: ProcessIdentity | undefined, lazy = false): Promise<void> {
   if (await mountAt(dir)) {
     let last = '';
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + (lazy ? 0 : 5_000);
     for (;;) {
       const r = await runTool(['fusermount3', '-u', dir], 10_000);
       if (r.code === 0 || !(await mountAt(dir))) break;
       last = r.stderr;
       if (Date.now() >= deadline) {
-        const lazy = await runTool(['fusermount3', '-u', '-z', dir], 10_000);
-        if (lazy.code !== 0 && (await mountAt(dir))) throw new HostStepError('stop nbdfuse', `fusermount3 -u ${dir} failed`, last + lazy.stderr);
+        const detached = await runTool(['fusermount3', '-u', '-z', dir], 10_000);
+        if (detached.code !== 0 && (await mountAt(dir))) throw new HostStepError('stop nbdfuse', `fusermount3 -u ${dir} failed`, last + detached.stderr);
         break;
       }
       await new Promise((r2) => setTimeout(r2, 50));
     }
   }
-  if (!(await waitForExit(nbdfuse, 5_000))) await terminate(nbdfuse, 2_000);
+  if (!(await waitForExit(nbdfuse, lazy ? 500 : 5_000))) await terminate(nbdfuse, 2_000);
 }

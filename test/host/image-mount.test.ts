@@ -7,9 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, writeFile, truncate } from 'node:fs/promises';
+import { mkdir, open, readdir, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listMounts, mountImage, unmountImage } from '../../src/host/image-mount.ts';
+import { loopsBackedBy } from '../../src/host/loop-device.ts';
 import { mountAt } from '../../src/host/mount-table.ts';
 import { isRunning } from '../../src/host/processes.ts';
 import { listRecords, recordPath } from '../../src/host/state.ts';
@@ -157,4 +158,31 @@ test('a stale record whose processes died (e.g. after a crash of dadi mount) is 
   await assert.rejects(mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: true, stateDir }), /already has a dadi mount record/);
   await unmountImage(mnt, { stateDir });
   await assertNothingLeft(stateDir, rec);
+});
+
+test('a busy mount is not torn down unless forced; forced, it is detached lazily and released when the user lets go', async (t) => {
+  if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
+  const { stateDir, dir } = await hostScratch(t);
+  const image = join(dir, 'disk.img');
+  makeExt4Image(image, 16);
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, false), readOnly: false, stateDir });
+  const fh = await open(join(mnt, 'held.txt'), 'w');
+  t.after(() => fh.close().catch(() => undefined));
+  await assert.rejects(unmountImage(mnt, { stateDir }), /unmount: umount .* failed; close what uses it or pass --force: .*busy/);
+  // Nothing below the busy file system was touched.
+  assert.equal((await mountAt(mnt))?.source, rec.device);
+  assert.ok(isRunning(rec.server.identity));
+  assert.equal((await listMounts({ stateDir }))[0]?.status, 'mounted');
+
+  await unmountImage(mnt, { stateDir, force: true });
+  await fh.close().catch(() => undefined);
+  assert.equal(await mountAt(mnt), undefined);
+  assert.equal(isRunning(rec.server.identity), false);
+  assert.deepEqual(await listRecords(stateDir), []);
+  // The loop device frees itself (autoclear) once the last user is gone.
+  const fuseFile = rec.attach?.kind === 'nbdfuse' ? join(rec.attach.fuseDir, 'nbd') : '';
+  for (let i = 0; i < 200 && (await loopsBackedBy(fuseFile)).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.deepEqual(await loopsBackedBy(fuseFile), []);
 });
