@@ -1,0 +1,44 @@
+/** `dadi registry serve`: the embedded OCI registry, until SIGTERM/SIGINT. */
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  const registry = program.command('registry').description('the embedded OCI registry');
+  registry
+    .command('serve')
+    .description('serve an OCI distribution registry from a directory')
+    .requiredOption('--root <dir>', 'storage directory (created if missing)')
+    .option('--listen <addr>', 'HOST:PORT, or :PORT for all interfaces (port 0 picks a free one)', '127.0.0.1:5000')
+    .option('--auth <mode>', 'require credentials: basic:USER:PASS, or token:USER:PASS (bearer tokens from GET /token)')
+    .option('--token-lifetime <seconds>', 'token validity in token mode', '300')
+    .action(async (opts: { root: string; listen: string; auth?: string; tokenLifetime: string }) => {
+      const { startRegistryServer } = await import('../../registry/server/server.ts');
+      const { parseAuthOption } = await import('../../registry/server/auth.ts');
+      const { host, port } = parseListen(opts.listen);
+      let auth = opts.auth ? parseAuthOption(opts.auth) : undefined;
+      if (auth?.kind === 'token') {
+        const lifetime = Number(opts.tokenLifetime);
+        if (!Number.isFinite(lifetime) || lifetime <= 0) throw new Error(`invalid --token-lifetime ${opts.tokenLifetime}`);
+        auth = { ...auth, tokenLifetimeSeconds: lifetime };
+      }
+      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}) });
+      process.stdout.write(`${server.url}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          void server.stop().then(resolve);
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+    });
+}
+
+/** `HOST:PORT`, `[V6]:PORT`, `:PORT` (all interfaces) or `PORT`. */
+export function parseListen(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:?(\d{1,5})$/.exec(addr.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`invalid --listen "${addr}": expected HOST:PORT`);
+  const host = m[1] ?? (m[2] === undefined || m[2] === '' ? (addr.includes(':') ? '0.0.0.0' : '127.0.0.1') : m[2]);
+  return { host, port };
+}
