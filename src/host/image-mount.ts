@@ -78,6 +78,10 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
   const mountPoint = await checkMountPoint(opts.mountPoint);
   const workDir = workDirFor(dir, mountPoint);
   const socket = join(workDir, 'nbd.sock');
+  // sockaddr_un holds 108 bytes including the terminating NUL.
+  if (Buffer.byteLength(socket) > 107) {
+    throw new HostStepError('prepare state directory', `socket path ${socket} is longer than 107 bytes; set DADI_STATE_DIR to a shorter directory`);
+  }
   const rec: MountRecord = {
     version: 1, mountPoint, workDir, image: opts.image, readOnly: opts.readOnly,
     ...(opts.writableDir ? { writableDir: resolve(opts.writableDir) } : {}),
