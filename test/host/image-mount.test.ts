@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, writeFile, truncate } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { listMounts, mountImage, unmountImage } from '../../src/host/image-mount.ts';
 import { loopsBackedBy } from '../../src/host/loop-device.ts';
@@ -185,4 +185,25 @@ test('a busy mount is not torn down unless forced; forced, it is detached lazily
   const fuseFile = rec.attach?.kind === 'nbdfuse' ? join(rec.attach.fuseDir, 'nbd') : '';
   for (let i = 0; i < 200 && (await loopsBackedBy(fuseFile)).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
   assert.deepEqual(await loopsBackedBy(fuseFile), []);
+});
+
+test('a mount(8) failure after the loop device is attached undoes everything and quotes mount', async (t) => {
+  if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
+  const { stateDir, dir } = await hostScratch(t);
+  const image = join(dir, 'disk.img');
+  makeExt4Image(image, 16);
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  await assert.rejects(
+    mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: true, stateDir, mountOptions: ['no_such_mount_option'] }),
+    /^HostStepError: mount: mount -t ext4 -o ro,no_such_mount_option \/dev\/loop\d+ .* failed \(exit \d+\): .+/,
+  );
+  assert.deepEqual(await listRecords(stateDir), []);
+  assert.equal(await mountAt(mnt), undefined);
+  assert.deepEqual(await readdir(join(stateDir, 'work')), []);
+  // No loop device is left pointing into the (removed) work directory.
+  for (const name of (await readdir('/sys/block')).filter((n) => n.startsWith('loop'))) {
+    const backing = await readFile(`/sys/block/${name}/loop/backing_file`, 'utf8').catch(() => '');
+    assert.ok(!backing.startsWith(stateDir), `${name} still backed by ${backing}`);
+  }
 });
