@@ -1,0 +1,283 @@
+/**
+ * The persistent blob cache: a directory of sparse per-blob data files with presence maps
+ * (`blobs/sha256/<hex>.data` + `.map`), a byte capacity enforced by LRU eviction of whole blobs
+ * that are not open, and per-blob stats exported to Prometheus. `open()` wraps any upstream
+ * ByteSource (registry blob, p2p peer) in a CachedSource.
+ *
+ * Access time for LRU is the map file's mtime, touched at open and at close, so it survives
+ * restarts. Blobs are removed map first, data second: a crash in between leaves a data file
+ * without a map, which the next open deletes.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { mkdir, open, readdir, rm, stat, statfs, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import { errorMessage } from '../errors.ts';
+import { log } from '../util/log.ts';
+import { cacheMetrics, type CacheMetrics, type CacheMetricsSource } from './cache/metrics.ts';
+import { loadPresence, PresenceMap, persistPresence, readPresenceSummary } from './cache/presence.ts';
+import { CachedSource, type CacheHooks, type CachedSourceOptions } from './cache/source.ts';
+import { BlobStats, type BlobStatsSnapshot } from './cache/stats.ts';
+import type { ByteSource } from './types.ts';
+
+export { CachedSource, type CachedSourceOptions } from './cache/source.ts';
+export type { BackgroundDownload, BackgroundDownloadOptions, BackgroundResult } from './cache/background.ts';
+export type { BlobStatsSnapshot } from './cache/stats.ts';
+
+export interface BlobCacheOptions {
+  dir: string;
+  /** Upper bound on cached blob bytes; closed blobs are evicted, least recently used first. */
+  capacityBytes: number;
+  /** Bytes per presence bit and per upstream fetch (default 256 KiB, overlaybd's refillSize). */
+  refillUnit?: number;
+  /** Also evict while the file system has less free space than this (default 0: off). */
+  minFreeBytes?: number;
+  /** Where the Prometheus metrics go: a registry, the default one when absent, none when null. */
+  metricsRegistry?: Registry | null;
+  /** Defaults for every opened blob. */
+  sourceDefaults?: CachedSourceOptions;
+}
+
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+
+interface Entry {
+  digest: string;
+  bytes: number;
+  lastAccess: number;
+  source: CachedSource | undefined;
+}
+
+export class BlobCache implements CacheMetricsSource {
+  readonly refillUnit: number;
+  readonly capacityBytes: number;
+  usedBytes = 0;
+  evictions = 0;
+  private readonly entries = new Map<string, Entry>();
+  private readonly stats = new Map<string, BlobStats>();
+  private readonly metrics: CacheMetrics | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private evictionQueued = false;
+  private closed = false;
+  private readonly hooks: CacheHooks;
+
+  private constructor(private readonly opts: BlobCacheOptions) {
+    this.refillUnit = opts.refillUnit ?? 256 << 10;
+    this.capacityBytes = opts.capacityBytes;
+    if (!Number.isSafeInteger(this.refillUnit) || this.refillUnit < 512 || this.refillUnit > 1 << 30) {
+      throw new RangeError(`cache refill unit must be 512 B..1 GiB, got ${this.refillUnit}`);
+    }
+    this.metrics = opts.metricsRegistry === null ? undefined : cacheMetrics(opts.metricsRegistry ?? undefined);
+    this.metrics?.sources.add(this);
+    this.hooks = {
+      inserted: (src, bytes) => this.adjust(src.digest, bytes),
+      removed: (src, bytes) => this.adjust(src.digest, -bytes),
+      release: (src) => this.release(src),
+      observeMissLatency: (digest, seconds) => this.metrics?.missLatency.observe({ blob: digest }, seconds),
+    };
+  }
+
+  /** Opens (creating if needed) the cache directory and indexes the blobs already in it. */
+  static async open(opts: BlobCacheOptions): Promise<BlobCache> {
+    const cache = new BlobCache(opts);
+    await cache.scan();
+    return cache;
+  }
+
+  private blobDir(): string {
+    return join(this.opts.dir, 'blobs', 'sha256');
+  }
+
+  private paths(digest: string): { dataPath: string; mapPath: string } {
+    const m = DIGEST.exec(digest);
+    if (!m) throw new Error(`cache: not a sha256 digest: ${JSON.stringify(digest)}`);
+    return { dataPath: join(this.blobDir(), `${m[1]}.data`), mapPath: join(this.blobDir(), `${m[1]}.map`) };
+  }
+
+  private async scan(): Promise<void> {
+    await mkdir(this.blobDir(), { recursive: true });
+    const names = await readdir(this.blobDir());
+    const maps = new Set(names.filter((n) => n.endsWith('.map')).map((n) => n.slice(0, -4)));
+    for (const name of names) {
+      const hex = name.replace(/\.(data|map)$/, '');
+      const path = join(this.blobDir(), name);
+      if (!/^[0-9a-f]{64}$/.test(hex)) continue;
+      if (name.endsWith('.data') && !maps.has(hex)) {
+        log.info({ path }, 'cache: removing data file without a map (interrupted eviction)');
+        await rm(path, { force: true });
+        continue;
+      }
+      if (!name.endsWith('.map')) continue;
+      const summary = await readPresenceSummary(path);
+      const st = await stat(path);
+      const digest = `sha256:${hex}`;
+      this.entries.set(digest, { digest, bytes: summary?.presentBytes ?? 0, lastAccess: st.mtimeMs, source: undefined });
+      this.usedBytes += summary?.presentBytes ?? 0;
+    }
+    if (this.usedBytes > this.capacityBytes) this.queueEviction();
+  }
+
+  /** Serializes opens, final closes and evictions, which change which blobs exist. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  /**
+   * A cached view of blob `digest` (`size` bytes) fetching misses from `upstream`. Opening a
+   * blob that is already open shares its source (and the first upstream); the extra upstream
+   * is closed when `ownsUpstream` (default).
+   */
+  async open(digest: string, size: number, upstream: ByteSource, opts: CachedSourceOptions = {}): Promise<CachedSource> {
+    const { dataPath, mapPath } = this.paths(digest);
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`cache: bad blob size ${size} for ${digest}`);
+    if (upstream.size !== size) {
+      throw new Error(`cache: upstream ${upstream.name ?? ''} of ${digest} has ${upstream.size} bytes, expected ${size}`);
+    }
+    const o = { ...this.opts.sourceDefaults, ...opts };
+    return this.locked(async () => {
+      if (this.closed) throw new Error('cache: open after close');
+      const existing = this.entries.get(digest);
+      if (existing?.source) {
+        if (existing.source.size !== size) throw new Error(`cache: ${digest} is open with size ${existing.source.size}, not ${size}`);
+        existing.source.refs++;
+        if (o.ownsUpstream ?? true) await upstream.close();
+        return existing.source;
+      }
+      let map = await loadPresence(mapPath, size, this.refillUnit);
+      const data = await open(dataPath, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+      let mapFh;
+      try {
+        if (map && (await data.stat()).size !== size) map = undefined;
+        if (!map) {
+          map = new PresenceMap(size, this.refillUnit);
+          await data.truncate(0);
+          await data.truncate(size);
+        }
+        mapFh = await open(mapPath, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
+        await persistPresence(mapFh, data, map.encode());
+        await mapFh.truncate(map.encode().length);
+      } catch (err) {
+        await data.close();
+        await mapFh?.close();
+        throw err;
+      }
+      const stats = this.statsFor(digest);
+      const src = new CachedSource(digest, size, upstream, map, { dataPath, mapPath, data, map: mapFh }, stats, this.hooks, o);
+      const before = existing?.bytes ?? 0;
+      this.usedBytes += map.presentBytes - before;
+      this.entries.set(digest, { digest, bytes: map.presentBytes, lastAccess: Date.now(), source: src });
+      await touch(mapPath);
+      return src;
+    });
+  }
+
+  private statsFor(digest: string): BlobStats {
+    let s = this.stats.get(digest);
+    if (!s) {
+      s = new BlobStats(digest);
+      this.stats.set(digest, s);
+    }
+    return s;
+  }
+
+  private async release(src: CachedSource): Promise<void> {
+    await this.locked(async () => {
+      if (src.refs <= 0) return;
+      if (--src.refs > 0) return;
+      await src.shutdown();
+      const entry = this.entries.get(src.digest);
+      if (entry?.source === src) {
+        entry.source = undefined;
+        entry.lastAccess = Date.now();
+        await touch(src.files.mapPath);
+      }
+    });
+    if (this.usedBytes > this.capacityBytes || this.opts.minFreeBytes) this.queueEviction();
+  }
+
+  private adjust(digest: string, delta: number): void {
+    const entry = this.entries.get(digest);
+    if (entry) entry.bytes += delta;
+    this.usedBytes += delta;
+    if (delta > 0 && (this.usedBytes > this.capacityBytes || this.opts.minFreeBytes)) this.queueEviction();
+  }
+
+  private queueEviction(): void {
+    if (this.evictionQueued) return;
+    this.evictionQueued = true;
+    void this.locked(async () => {
+      this.evictionQueued = false;
+      await this.evictNow();
+    }).catch((err) => log.error({ err: errorMessage(err) }, 'cache eviction failed'));
+  }
+
+  /** Evicts closed blobs, least recently used first, until under capacity and free-space floor. */
+  private async evictNow(): Promise<void> {
+    const candidates = [...this.entries.values()].filter((e) => !e.source).sort((a, b) => a.lastAccess - b.lastAccess);
+    for (const victim of candidates) {
+      if (this.usedBytes <= this.capacityBytes && !(await this.lowOnSpace())) return;
+      await this.evict(victim);
+    }
+    if (this.usedBytes > this.capacityBytes) {
+      log.warn({ used: this.usedBytes, capacity: this.capacityBytes }, 'cache over capacity; every remaining blob is open');
+    }
+  }
+
+  private async lowOnSpace(): Promise<boolean> {
+    const floor = this.opts.minFreeBytes ?? 0;
+    if (floor <= 0) return false;
+    const fs = await statfs(this.opts.dir);
+    return fs.bavail * fs.bsize < floor;
+  }
+
+  private async evict(entry: Entry): Promise<void> {
+    const { dataPath, mapPath } = this.paths(entry.digest);
+    await rm(mapPath, { force: true });
+    await rm(dataPath, { force: true });
+    this.entries.delete(entry.digest);
+    this.usedBytes -= entry.bytes;
+    this.evictions++;
+    log.info({ digest: entry.digest, bytes: entry.bytes }, 'cache: evicted blob');
+  }
+
+  /** Blobs known to the cache, for status output and tests. */
+  list(): Array<{ digest: string; bytes: number; open: boolean; lastAccess: number }> {
+    return [...this.entries.values()].map((e) => ({ digest: e.digest, bytes: e.bytes, open: !!e.source, lastAccess: e.lastAccess }));
+  }
+
+  /** Counters of a blob served since this cache was opened. */
+  blobStats(digest: string): BlobStatsSnapshot | undefined {
+    return this.stats.get(digest)?.snapshot();
+  }
+
+  allStats(): Iterable<BlobStats> {
+    return this.stats.values();
+  }
+
+  /** Waits for queued evictions (tests, orderly shutdown). */
+  async settle(): Promise<void> {
+    await this.locked(async () => {});
+  }
+
+  /** Closes every open blob (stopping background downloads) and detaches the metrics. */
+  async close(): Promise<void> {
+    const open = [...this.entries.values()].flatMap((e) => (e.source ? [e.source] : []));
+    for (const src of open) {
+      src.refs = 1;
+      await src.close();
+    }
+    await this.settle();
+    this.closed = true;
+    this.metrics?.sources.delete(this);
+  }
+}
+
+async function touch(path: string): Promise<void> {
+  const now = new Date();
+  try {
+    await utimes(path, now, now);
+  } catch (err) {
+    log.debug({ path, err: errorMessage(err) }, 'cache: could not update access time');
+  }
+}

@@ -1,0 +1,377 @@
+/**
+ * One cached blob as a ByteSource: a sparse local data file (offsets = blob offsets) plus a
+ * presence bitmap per refill unit. Hits are one pread; misses fetch whole refill units from the
+ * upstream ByteSource, sharing in-flight fetches per unit and coalescing adjacent missing units.
+ * Sequential streams get a bounded asynchronous read-ahead.
+ *
+ * What a read returns: for units fetched by that read (or by a fetch it joined) exactly the
+ * bytes upstream returned, copied from the fetch buffer; for present units, the local file. The
+ * cache does not verify partial data (a whole-blob digest cannot check a unit); only a blob
+ * marked complete (after sha256 of the whole file matched the digest) is guaranteed to hold the
+ * digest's bytes.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { DiskError, errorMessage } from '../../errors.ts';
+import { log } from '../../util/log.ts';
+import type { ByteSource } from '../types.ts';
+import { BackgroundDownload, type BackgroundDownloadOptions } from './background.ts';
+import { persistPresence, type PresenceMap } from './presence.ts';
+import type { BlobStats } from './stats.ts';
+
+export interface CachedSourceOptions {
+  /** Bytes fetched ahead of a detected sequential stream (default 4 refill units). */
+  readAheadBytes?: number;
+  /** Largest single upstream request made by coalescing adjacent missing units (default 4 MiB). */
+  maxCoalesceBytes?: number;
+  /** Whether closing the cached source closes the upstream (default true). */
+  ownsUpstream?: boolean;
+}
+
+/** What the owning BlobCache is told about a blob's life. */
+export interface CacheHooks {
+  inserted(src: CachedSource, bytes: number): void;
+  removed(src: CachedSource, bytes: number): void;
+  release(src: CachedSource): Promise<void>;
+  observeMissLatency(digest: string, seconds: number): void;
+}
+
+export interface BlobFiles {
+  dataPath: string;
+  mapPath: string;
+  data: FileHandle;
+  map: FileHandle;
+}
+
+interface Fetched {
+  offset: number;
+  bytes: Buffer;
+}
+
+export type FetchKind = 'demand' | 'readahead' | 'background';
+
+const STREAMS = 4;
+const MAX_READAHEAD_IN_FLIGHT = 2;
+const FLUSH_DELAY_MS = 100;
+const noop = (): void => {};
+
+export class CachedSource implements ByteSource {
+  readonly name: string;
+  /** Open handles sharing this source (managed by BlobCache). */
+  refs = 1;
+  private closed = false;
+  /** Bumped when cached data is discarded, so reads that raced with it retry. */
+  private epoch = 0;
+  private readonly inflight = new Map<number, Promise<Fetched>>();
+  private readonly active = new Set<Promise<unknown>>();
+  private demandWaiting = 0;
+  private demandIdle: Array<() => void> = [];
+  private readonly streamEnds = new Float64Array(STREAMS).fill(-1);
+  private readonly streamRuns = new Uint8Array(STREAMS);
+  private nextStream = 0;
+  private readAheadInFlight = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushChain: Promise<void> = Promise.resolve();
+  private background: BackgroundDownload | undefined;
+  private readonly unit: number;
+  private readonly readAheadBytes: number;
+  private readonly maxCoalesceUnits: number;
+
+  constructor(
+    readonly digest: string,
+    readonly size: number,
+    private readonly upstream: ByteSource,
+    readonly map: PresenceMap,
+    readonly files: BlobFiles,
+    readonly stats: BlobStats,
+    private readonly hooks: CacheHooks,
+    private readonly opts: CachedSourceOptions = {},
+  ) {
+    this.name = `cache:${digest}`;
+    this.unit = map.unit;
+    this.readAheadBytes = opts.readAheadBytes ?? 4 * map.unit;
+    this.maxCoalesceUnits = Math.max(1, Math.floor((opts.maxCoalesceBytes ?? 4 << 20) / map.unit));
+  }
+
+  get complete(): boolean {
+    return this.map.complete;
+  }
+
+  async read(dst: Uint8Array, offset: number): Promise<number> {
+    if (this.closed) throw new DiskError('EIO', `${this.digest}: read after close`);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new DiskError('EINVAL', `${this.digest}: bad read offset ${offset}`);
+    const len = Math.min(dst.length, this.size - offset);
+    if (len <= 0) return 0;
+    const first = Math.floor(offset / this.unit);
+    const last = Math.floor((offset + len - 1) / this.unit);
+    if (this.map.allPresent(first, last)) {
+      const epoch = this.epoch;
+      if (!this.map.complete) this.trackSequential(offset, offset + len);
+      await this.pread(dst, 0, len, offset);
+      if (epoch !== this.epoch) return this.read(dst, offset);
+      this.stats.hits++;
+      this.stats.bytesFromCache += len;
+      return len;
+    }
+    return this.readMiss(dst, offset, len, first, last);
+  }
+
+  private async readMiss(dst: Uint8Array, offset: number, len: number, first: number, last: number): Promise<number> {
+    const started = performance.now();
+    const epoch = this.epoch;
+    const waits = this.planFetches(first, last, 'demand');
+    this.trackSequential(offset, offset + len);
+    this.demandWaiting++;
+    let fetched: Array<Fetched | undefined>;
+    try {
+      fetched = await Promise.all(waits);
+    } finally {
+      if (--this.demandWaiting === 0) for (const wake of this.demandIdle.splice(0)) wake();
+    }
+    const end = offset + len;
+    let pos = offset;
+    let fromFile = 0;
+    let u = first;
+    while (pos < end) {
+      const f = fetched[u - first];
+      let segEnd: number;
+      if (f) {
+        segEnd = Math.min(end, f.offset + f.bytes.length);
+        dst.set(f.bytes.subarray(pos - f.offset, segEnd - f.offset), pos - offset);
+      } else {
+        let v = u;
+        while (v < last && !fetched[v + 1 - first]) v++;
+        segEnd = Math.min(end, (v + 1) * this.unit);
+        await this.pread(dst, pos - offset, segEnd - pos, pos);
+        fromFile += segEnd - pos;
+      }
+      pos = segEnd;
+      u = Math.floor(pos / this.unit);
+    }
+    if (fromFile > 0 && epoch !== this.epoch) return this.read(dst, offset);
+    const seconds = (performance.now() - started) / 1000;
+    this.stats.misses++;
+    this.stats.bytesFromCache += fromFile;
+    this.stats.missLatency.observe(seconds);
+    this.hooks.observeMissLatency(this.digest, seconds);
+    return len;
+  }
+
+  /**
+   * For units first..last: undefined where present, else the fetch that will bring the unit
+   * (joining one in flight, or starting one per run of adjacent missing units).
+   */
+  private planFetches(first: number, last: number, kind: FetchKind): Array<Promise<Fetched> | undefined> {
+    const waits: Array<Promise<Fetched> | undefined> = new Array(last - first + 1);
+    let u = first;
+    while (u <= last) {
+      if (this.map.has(u)) { u++; continue; }
+      const pending = this.inflight.get(u);
+      if (pending) { waits[u - first] = pending; u++; continue; }
+      let count = 1;
+      while (u + count <= last && count < this.maxCoalesceUnits && !this.map.has(u + count) && !this.inflight.has(u + count)) count++;
+      const p = this.fetchRun(u, count, kind);
+      for (let i = 0; i < count; i++) waits[u - first + i] = p;
+      u += count;
+    }
+    return waits;
+  }
+
+  /** Fetches units start..start+count-1 in one upstream read, stores them, marks them present. */
+  fetchRun(start: number, count: number, kind: FetchKind): Promise<Fetched> {
+    const offset = start * this.unit;
+    const len = Math.min(count * this.unit, this.size - offset);
+    const p = this.fetchAndStore(offset, len, start, count, kind);
+    for (let i = 0; i < count; i++) this.inflight.set(start + i, p);
+    const settled = p.then(noop, noop).then(() => {
+      for (let i = 0; i < count; i++) if (this.inflight.get(start + i) === p) this.inflight.delete(start + i);
+      this.active.delete(settled);
+    });
+    this.active.add(settled);
+    return p;
+  }
+
+  inflightFor(unit: number): Promise<unknown> | undefined {
+    return this.inflight.get(unit);
+  }
+
+  private async fetchAndStore(offset: number, len: number, start: number, count: number, kind: FetchKind): Promise<Fetched> {
+    const epoch = this.epoch;
+    const range = `bytes ${offset}-${offset + len - 1}`;
+    const bytes = Buffer.allocUnsafe(len);
+    this.stats.upstreamRequests++;
+    if (kind === 'readahead') this.stats.readAheadRequests++;
+    else if (kind === 'background') this.stats.backgroundRequests++;
+    let n: number;
+    try {
+      n = await this.upstream.read(bytes, offset);
+    } catch (err) {
+      throw this.upstreamFailure(`upstream read of ${range} failed: ${errorMessage(err)}`, err);
+    }
+    if (n !== len) throw this.upstreamFailure(`upstream returned ${n} bytes for ${range} (wanted ${len}); nothing cached`);
+    this.stats.bytesFromUpstream += len;
+    await this.store(bytes, offset, start, count, epoch);
+    return { offset, bytes };
+  }
+
+  private upstreamFailure(problem: string, cause?: unknown): DiskError {
+    this.stats.upstreamErrors++;
+    this.stats.lastError = problem;
+    return new DiskError('EIO', `blob ${this.digest}: ${problem}`, { cause });
+  }
+
+  /** Writes fetched units to the data file; only then marks them present. Local faults only log. */
+  private async store(bytes: Buffer, offset: number, start: number, count: number, epoch: number): Promise<void> {
+    if (this.closed) return;
+    try {
+      let done = 0;
+      while (done < bytes.length) {
+        const { bytesWritten } = await this.files.data.write(bytes, done, bytes.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      this.stats.lastError = `local write to ${this.files.dataPath} failed: ${errorMessage(err)}`;
+      log.warn({ digest: this.digest, err: errorMessage(err) }, 'cache write failed; serving from memory, not caching');
+      return;
+    }
+    if (epoch !== this.epoch || this.closed) return;
+    let added = 0;
+    for (let i = 0; i < count; i++) added += this.map.set(start + i);
+    if (added > 0) {
+      this.hooks.inserted(this, added);
+      this.scheduleFlush();
+    }
+  }
+
+  private async pread(dst: Uint8Array, at: number, len: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < len) {
+      const { bytesRead } = await this.files.data.read(dst, at + done, len - done, position + done);
+      if (bytesRead === 0) {
+        throw new DiskError('EIO', `blob ${this.digest}: cache file ${this.files.dataPath} ends at ${position + done}, expected ${this.size} bytes`);
+      }
+      done += bytesRead;
+    }
+  }
+
+  /** Follows up to STREAMS sequential streams; from the second consecutive read on, reads ahead. */
+  private trackSequential(offset: number, end: number): void {
+    for (let k = 0; k < STREAMS; k++) {
+      if (this.streamEnds[k] === offset) {
+        this.streamEnds[k] = end;
+        if (this.streamRuns[k]! < 255) this.streamRuns[k]!++;
+        if (this.streamRuns[k]! >= 2) this.readAhead(end);
+        return;
+      }
+    }
+    const k = this.nextStream++ % STREAMS;
+    this.streamEnds[k] = end;
+    this.streamRuns[k] = 1;
+  }
+
+  private readAhead(from: number): void {
+    if (this.readAheadBytes <= 0 || from >= this.size || this.readAheadInFlight >= MAX_READAHEAD_IN_FLIGHT) return;
+    const first = Math.floor(from / this.unit);
+    const last = Math.min(this.map.units - 1, Math.floor((from + this.readAheadBytes - 1) / this.unit));
+    if (this.map.allPresent(first, last)) return;
+    for (const p of this.planFetches(first, last, 'readahead')) {
+      if (!p) continue;
+      this.readAheadInFlight++;
+      p.then(noop, (err) => log.debug({ digest: this.digest, err: errorMessage(err) }, 'read-ahead failed'))
+        .finally(() => this.readAheadInFlight--);
+    }
+  }
+
+  /** Resolves once no demand read is waiting on upstream (the background download yields to them). */
+  waitDemandIdle(): Promise<void> {
+    if (this.demandWaiting === 0) return Promise.resolve();
+    return new Promise((resolve) => this.demandIdle.push(resolve));
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flush();
+    }, FLUSH_DELAY_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Persists the presence map (after syncing the data it describes). */
+  flush(): Promise<void> {
+    this.flushChain = this.flushChain.then(async () => {
+      try {
+        await persistPresence(this.files.map, this.files.data, this.map.encode());
+      } catch (err) {
+        this.stats.lastError = `persisting ${this.files.mapPath} failed: ${errorMessage(err)}`;
+        log.warn({ digest: this.digest, err: errorMessage(err) }, 'cache map flush failed');
+      }
+    });
+    return this.flushChain;
+  }
+
+  /**
+   * Hashes the whole data file; on a match marks the blob complete (persisted), on a mismatch
+   * discards every cached byte and throws an error naming both digests.
+   */
+  async verifyAndComplete(signal?: AbortSignal): Promise<void> {
+    await this.flush();
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(this.files.dataPath, { highWaterMark: 1 << 20 }), hash, { signal });
+    const got = `sha256:${hash.digest('hex')}`;
+    if (got === this.digest) {
+      const added = this.size - this.map.presentBytes;
+      this.map.markComplete();
+      if (added > 0) this.hooks.inserted(this, added);
+      await this.flush();
+      return;
+    }
+    await this.discard();
+    const problem = `digest mismatch for blob ${this.digest}: expected ${this.digest}, got ${got} (downloaded data discarded)`;
+    this.stats.lastError = problem;
+    log.error({ digest: this.digest, got }, problem);
+    throw new DiskError('EIO', problem);
+  }
+
+  /** Forgets every cached unit and frees the file's blocks; reads then go to upstream again. */
+  async discard(): Promise<void> {
+    this.epoch++;
+    const removed = this.map.presentBytes;
+    this.map.clear();
+    if (removed > 0) this.hooks.removed(this, removed);
+    await this.flush();
+    await this.files.data.truncate(0);
+    await this.files.data.truncate(this.size);
+  }
+
+  /**
+   * Fills every missing unit in order, throttled to `maxBytesPerSec`, pausing while demand reads
+   * wait on upstream, then verifies sha256 and marks the blob complete. One download per blob.
+   */
+  startBackgroundDownload(opts: BackgroundDownloadOptions = {}): BackgroundDownload {
+    if (this.closed) throw new DiskError('EIO', `${this.digest}: background download after close`);
+    if (this.background && !this.background.finished) return this.background;
+    this.background = new BackgroundDownload(this, opts);
+    return this.background;
+  }
+
+  close(): Promise<void> {
+    return this.hooks.release(this);
+  }
+
+  /** The real close, when the last handle goes: stops the download, drains fetches, persists. */
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    if (this.background) await this.background.stop();
+    while (this.active.size > 0) await Promise.all([...this.active]);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    await this.flush();
+    this.closed = true;
+    await this.files.data.close();
+    await this.files.map.close();
+    if (this.opts.ownsUpstream ?? true) await this.upstream.close();
+  }
+}
