@@ -12,13 +12,13 @@ import { ApplyError, errnoCode } from './errors.ts';
  * The entry's path relative to the root, components joined by '/'; '' is the root itself.
  * Throws when `..` climbs above the root or the name holds a NUL.
  */
-export function cleanEntryPath(name: string, what = 'path'): string {
-  if (name.includes('\0')) throw new ApplyError(name, `${what} contains a NUL byte`);
+export function cleanEntryPath(name: string, entry = name, what = 'path'): string {
+  if (name.includes('\0')) throw new ApplyError(entry, `${what} ${JSON.stringify(name)} contains a NUL byte`);
   const out: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
-      if (out.length === 0) throw new ApplyError(name, `${what} escapes the root directory through ".."`);
+      if (out.length === 0) throw new ApplyError(entry, `${what} ${JSON.stringify(name)} escapes the root directory through ".."`);
       out.pop();
     } else {
       out.push(part);

@@ -126,9 +126,12 @@ function normalise(h: tar.Header, label: string): LayerEntry {
 export class TarReader {
   private fed = 0;
   private lastName = '';
+  /** A failure of the decompressor or input: the real cause behind "stream destroyed" downstream. */
+  private sourceError: unknown = null;
 
   constructor(private readonly source: Readable, private readonly label: string) {
     source.on('data', (chunk: Buffer) => { this.fed += chunk.length; });
+    source.on('error', (err) => { this.sourceError ??= err; });
   }
 
   private where(): string {
@@ -137,7 +140,8 @@ export class TarReader {
 
   asFormatError(err: unknown): FormatError {
     if (err instanceof FormatError) return err;
-    const msg = err instanceof Error ? err.message : String(err);
+    const cause = this.sourceError ?? err;
+    const msg = cause instanceof Error ? cause.message : String(cause);
     return new FormatError(this.label, this.fed, `corrupt or truncated layer ${this.where()}: ${msg}`);
   }
 

@@ -170,7 +170,7 @@ export class LayerApplier {
   /** Hard links share the target's inode, so the entry's own metadata is not applied (as GNU tar). */
   private async hardlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
     if (entry.linkname === '') throw new ApplyError(entry.name, 'hard link without a target');
-    const targetRel = cleanEntryPath(entry.linkname, 'hard link target');
+    const targetRel = cleanEntryPath(entry.linkname, entry.name, 'hard link target');
     if (targetRel === '') throw new ApplyError(entry.name, 'hard link target is the root directory');
     const exists = await this.root.checkParents(targetRel, entry.name, { create: false, what: 'hard link target' });
     const target = exists ? await lstatOrNull(this.root.abs(targetRel), entry.name) : null;
