@@ -101,8 +101,10 @@ export class RegistryServer {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://registry');
-    const path = url.pathname;
+    // Route on the raw path: URL parsing would resolve `..` segments and hide them from the name check.
+    const raw = req.url ?? '/';
+    const path = raw.split('?')[0]!;
+    const url = new URL(raw.startsWith('/') ? raw : `/${raw}`, 'http://registry');
     const method = req.method ?? 'GET';
     if (path === '/token' && this.auth) {
       this.auth.handleToken(req, res, url);
