@@ -159,7 +159,7 @@ test('manifests: blobs must exist first, digest references must match, deletes r
   const reg = await startEmbeddedRegistry(t);
   const layer = pseudoRandom(100, 1);
   const image = buildImage([layer]);
-  const put = (ref: string, body: Buffer, type = MediaType.ociManifest): Promise<Reply> =>
+  const put = (ref: string, body: Buffer, type: string = MediaType.ociManifest): Promise<Reply> =>
     raw(reg.url, 'PUT', `/v2/m/manifests/${ref}`, body, { 'content-type': type });
   const early = await put('v1', image.manifest);
   assert.equal(early.status, 400);
