@@ -331,7 +331,6 @@ export class CachedSource implements ByteSource {
     await this.discard();
     const problem = `digest mismatch for blob ${this.digest}: expected ${this.digest}, got ${got} (downloaded data discarded)`;
     this.stats.lastError = problem;
-    log.error({ digest: this.digest, got }, problem);
     throw new DiskError('EIO', problem);
   }
 

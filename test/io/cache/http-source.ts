@@ -49,8 +49,9 @@ export class CountingSource implements ByteSource {
   failNext = 0;
   /** Return this many bytes fewer on the next read. */
   shortNext = 0;
-  /** When set, reads wait for it before going upstream. */
+  /** When set, reads wait for it before going upstream (only the read at `gateOffset` when that is set). */
   gate: Promise<void> | undefined;
+  gateOffset: number | undefined;
   closed = false;
 
   constructor(readonly inner: ByteSource) {}
@@ -66,7 +67,7 @@ export class CountingSource implements ByteSource {
   async read(dst: Uint8Array, offset: number): Promise<number> {
     this.requests++;
     this.ranges.push({ offset, length: dst.length });
-    if (this.gate) await this.gate;
+    if (this.gate && (this.gateOffset === undefined || this.gateOffset === offset)) await this.gate;
     if (this.failNext > 0) {
       this.failNext--;
       throw new Error('injected upstream failure');
