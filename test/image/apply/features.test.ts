@@ -128,6 +128,9 @@ function handBuiltLayer(): Buffer {
     .entry({ name: 'bin/', flag: '5', mode: 0o755 })
     .pax([['SCHILY.xattr.security.capability', CAPS], ['SCHILY.xattr.user.bin', BIN]])
     .entry({ name: 'bin/ping', flag: '0', mode: 0o755 }, 'ping\n')
+    // A symlink's own xattr (trusted.*, since user.* is not allowed on symlinks).
+    .pax([['SCHILY.xattr.trusted.dadi', BIN]])
+    .entry({ name: 'bin/sym', flag: '2', linkname: 'ping' })
     // PAX numbers beyond the ustar fields, and a fractional mtime.
     .pax([['uid', '3000000'], ['gid', '3000001'], ['mtime', '1700000000.5']])
     .entry({ name: 'bin/big-ids', flag: '0', mode: 0o644 }, 'ids\n')
@@ -163,6 +166,8 @@ test('binary PAX xattrs (security.capability), PAX uid/gid/mtime, GNU ././@LongL
   assert.deepEqual(await getAttribute(join(ours, 'bin/ping'), 'user.bin'), BIN);
   const hex = execFileSync('getfattr', ['--absolute-names', '-e', 'hex', '-n', 'security.capability', join(ours, 'bin/ping')], { encoding: 'utf8' });
   assert.match(hex, new RegExp(`security.capability=0x${CAPS.toString('hex')}`));
+  assert.deepEqual(mine.get('/bin/sym')!.xattrs, { 'trusted.dadi': BIN.toString('hex') });
+  assert.deepEqual(mine.get('/bin/ping')!.xattrs, { 'security.capability': CAPS.toString('hex'), 'user.bin': BIN.toString('hex') }, 'the symlink xattr went on the link, not its target');
   const ids = mine.get('/bin/big-ids')!;
   assert.deepEqual([ids.uid, ids.gid, ids.mtimeNs], [3_000_000, 3_000_001, '1700000000500000000']);
   assert.equal(mine.get(`/${GNU_LONG}`)!.sha256, createHash('sha256').update('gnu long\n').digest('hex'));
