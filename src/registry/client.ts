@@ -106,7 +106,7 @@ export class RegistryClient {
         const text = await readText(res, 64 * 1024).catch(() => '');
         if (!(await this.auth.challenge(spec.registry, spec.repository, scopes, challenge, authorization))) {
           throw new RegistryError(spec.method, url, 401, parseOciErrors(text),
-            authorization ? 'credentials rejected' : 'authentication required and no credentials are configured');
+            authorization ? 'credentials rejected' : `(no credentials configured for ${spec.registry})`);
         }
         authorization = this.auth.authorization(spec.registry, scopes);
         res = await send(url, authorization);
