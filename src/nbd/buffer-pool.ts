@@ -1,0 +1,45 @@
+/**
+ * Reusable reply and payload buffers in power-of-two size classes, so the hot path (a 4 KiB read
+ * at queue depth 32) recycles the same few buffers instead of allocating one per request. The
+ * pool keeps at most `maxPooledBytes` idle; beyond that released buffers go to the GC.
+ */
+const MIN_CLASS = 12; // 4 KiB
+
+export class BufferPool {
+  private readonly free: Buffer[][] = [];
+  private pooledBytes = 0;
+
+  constructor(private readonly maxPooledBytes = 64 * 1024 * 1024) {}
+
+  /** A buffer of at least `size` bytes (its length is the size class); contents are garbage. */
+  acquire(size: number): Buffer {
+    const cls = sizeClass(size);
+    const list = this.free[cls];
+    const buf = list?.pop();
+    if (buf !== undefined) {
+      this.pooledBytes -= buf.length;
+      return buf;
+    }
+    return Buffer.allocUnsafeSlow(2 ** cls);
+  }
+
+  /** Returns a buffer from acquire(); the caller must no longer use it. */
+  release(buf: Buffer): void {
+    const cls = Math.log2(buf.length);
+    if (!Number.isInteger(cls) || cls < MIN_CLASS) return;
+    if (this.pooledBytes + buf.length > this.maxPooledBytes) return;
+    (this.free[cls] ??= []).push(buf);
+    this.pooledBytes += buf.length;
+  }
+
+  get idleBytes(): number {
+    return this.pooledBytes;
+  }
+}
+
+function sizeClass(size: number): number {
+  return Math.max(MIN_CLASS, Math.ceil(Math.log2(Math.max(1, size))));
+}
+
+/** One pool per process: connections come and go, their buffers stay warm. */
+export const sharedPool = new BufferPool();

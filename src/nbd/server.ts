@@ -1,0 +1,170 @@
+/**
+ * The NBD server: one export (any Disk) on a unix socket or TCP listener, shared by every
+ * connection. close() stops accepting, lets in-flight requests finish, and closes connections;
+ * flushing and closing the Disk is left to the owner of the Disk.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { rename, rm, stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Disk } from '../io/types.ts';
+import { log as defaultLog } from '../util/log.ts';
+import { sharedPool, type BufferPool } from './buffer-pool.ts';
+import { NbdConnection } from './connection.ts';
+
+export type ListenAddress = { unix: string } | { host: string; port: number };
+
+/** Parses `unix:PATH` or `tcp:HOST:PORT` (`tcp:[::1]:PORT` for IPv6). */
+export function parseListenAddress(text: string): ListenAddress {
+  if (text.startsWith('unix:') && text.length > 5) return { unix: text.slice(5) };
+  const m = /^tcp:(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  if (m) {
+    const port = Number(m[3]);
+    if (port <= 65535) return { host: m[1] ?? m[2]!, port };
+  }
+  throw new Error(`not a listen address: ${JSON.stringify(text)} (expected unix:PATH or tcp:HOST:PORT)`);
+}
+
+export function formatListenAddress(a: ListenAddress): string {
+  return 'unix' in a ? `unix:${a.unix}` : `tcp:${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+/** An NBD URI for the address (as nbdinfo, nbdcopy, qemu and fio take it). */
+export function nbdUri(a: ListenAddress, exportName = ''): string {
+  const name = encodeURIComponent(exportName);
+  return 'unix' in a ? `nbd+unix:///${name}?socket=${a.unix}` : `nbd://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/${name}`;
+}
+
+export interface NbdServerOptions {
+  exportName?: string;
+  description?: string;
+  log?: Logger;
+  pool?: BufferPool;
+  maxInFlightBytes?: number;
+  holeThreshold?: number;
+  handshakeTimeoutMs?: number;
+}
+
+export class NbdServer {
+  private readonly connections = new Set<NbdConnection>();
+  private server: Server | null = null;
+  private bound: ListenAddress | null = null;
+  private shuttingDown = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly log: Logger;
+
+  constructor(readonly disk: Disk, private readonly opts: NbdServerOptions = {}) {
+    this.log = opts.log ?? defaultLog;
+  }
+
+  /** Connections open or still finishing in-flight work. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Where the server listens (with the real port when 0 was asked for). */
+  get address(): ListenAddress {
+    if (!this.bound) throw new Error('the NBD server is not listening');
+    return this.bound;
+  }
+
+  get uri(): string {
+    return nbdUri(this.address, this.opts.exportName ?? '');
+  }
+
+  /**
+   * Starts listening. A unix socket is bound under a temporary name and renamed into place, so
+   * the path appears only once the server accepts connections (readiness = the path exists).
+   */
+  async listen(addr: ListenAddress): Promise<void> {
+    const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    server.on('error', (err) => this.log.error({ err: err.message }, 'nbd listener error'));
+    if ('unix' in addr) {
+      await removeStaleSocket(addr.unix);
+      const tmp = `${addr.unix}.${process.pid}.tmp`;
+      await rm(tmp, { force: true });
+      await listenOn(server, (cb) => server.listen(tmp, cb));
+      await rename(tmp, addr.unix);
+      this.bound = { unix: addr.unix };
+    } else {
+      await listenOn(server, (cb) => server.listen(addr.port, addr.host, cb));
+      const a = server.address();
+      this.bound = { host: addr.host, port: typeof a === 'object' && a ? a.port : addr.port };
+    }
+    this.server = server;
+  }
+
+  private accept(socket: Socket): void {
+    if (this.shuttingDown) {
+      socket.destroy();
+      return;
+    }
+    const conn = new NbdConnection(socket, this.disk, {
+      name: this.opts.exportName ?? '',
+      description: this.opts.description ?? '',
+      size: this.disk.size,
+      writable: this.disk.writable,
+    }, {
+      pool: this.opts.pool ?? sharedPool,
+      log: this.log,
+      maxInFlightBytes: this.opts.maxInFlightBytes ?? 64 * 1024 * 1024,
+      holeThreshold: this.opts.holeThreshold ?? 64 * 1024,
+      handshakeTimeoutMs: this.opts.handshakeTimeoutMs ?? 30_000,
+      isShuttingDown: () => this.shuttingDown,
+    }, this.onConnectionClosed);
+    this.connections.add(conn);
+    this.log.debug({ connections: this.connections.size }, 'nbd client connected');
+    void conn.run();
+  }
+
+  private readonly onConnectionClosed = (conn: NbdConnection): void => {
+    this.connections.delete(conn);
+    this.log.debug({ connections: this.connections.size }, 'nbd client gone');
+    if (this.connections.size === 0) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  };
+
+  /** Resolves once no connection is open or finishing (for tests and shutdown). */
+  whenIdle(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops accepting, lets every connection finish its in-flight requests, and closes them. */
+  async close(): Promise<void> {
+    this.shuttingDown = true;
+    const server = this.server;
+    this.server = null;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    for (const c of this.connections) c.shutdown();
+    await this.whenIdle();
+    await closed;
+    if (this.bound && 'unix' in this.bound) await rm(this.bound.unix, { force: true });
+  }
+}
+
+function listenOn(server: Server, start: (cb: () => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    start(() => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Removes a socket file nobody listens on (left by a killed server); refuses to steal a live one. */
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await stat(path).catch(() => null);
+  if (!st) return;
+  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  const live = await new Promise<boolean>((resolve) => {
+    const s = createConnection(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${path}: another server is listening there`);
+  await rm(path, { force: true });
+}
