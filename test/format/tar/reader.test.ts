@@ -11,10 +11,9 @@ import { vector } from '../../helpers/env.ts';
 async function ustarOf(payload: Uint8Array, opts: { pax?: boolean } = {}): Promise<Uint8Array> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on('end', r));
-  const header: tarStream.Headers = { name: 'overlaybd.commit', size: payload.length, mode: 0o444 };
-  if (opts.pax) header.pax = { comment: 'x'.repeat(20) };
+  pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
+  const done = new Promise<void>((r) => { pack.on('end', () => r()); });
+  const header = { name: 'overlaybd.commit', size: payload.length, mode: 0o444, ...(opts.pax ? { pax: { comment: 'x'.repeat(20) } } : {}) };
   pack.entry(header, Buffer.from(payload));
   pack.finalize();
   await done;
