@@ -32,10 +32,13 @@ export class MemoryDisk implements Disk {
     if (opts.extents !== false) this.extents = (offset, length) => this.allocation(offset, length);
   }
 
-  /** A disk holding `bytes` (copied), e.g. a known pattern for client tests. */
+  /** A disk holding `bytes` (copied; all-zero pages stay holes), e.g. a known pattern for tests. */
   static from(bytes: Uint8Array, opts: MemoryDiskOptions = {}): MemoryDisk {
     const d = new MemoryDisk(bytes.length, opts);
-    d.store(bytes, 0);
+    for (let at = 0; at < bytes.length; at += PAGE) {
+      const page = bytes.subarray(at, at + PAGE);
+      if (page.some((b) => b !== 0)) d.store(page, at);
+    }
     return d;
   }
 
