@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { FileSource } from '../../../src/io/file.ts';
+import { MemorySink } from '../../../src/io/sink.ts';
+import { commitLayer } from '../../../src/format/lsmt/commit.ts';
+import { openWritablePairReadOnly } from '../../../src/format/lsmt/readonly.ts';
+import { createWritableLayer, type LsmtWritableLayer } from '../../../src/format/lsmt/writable.ts';
+import { tempDir, vector } from '../../helpers/env.ts';
+import { manifest, opContent } from '../../helpers/lsmt.ts';
+
+const UUID_A = '5ca1ab1e-0000-4000-8000-000000000001';
+const UUID_B = '5ca1ab1e-0000-4000-8000-000000000002';
+const GiB = 1 << 30;
+
+async function applyWrites(layer: LsmtWritableLayer, name: string): Promise<void> {
+  const payload = await readFile(vector('payload.bin'));
+  for (const op of manifest().lsmt_writes[name]!) {
+    if (op.op === 'write') await layer.write(opContent(op, payload), op.offset);
+    else if (op.op.startsWith('discard')) await layer.trim(op.offset, op.length);
+    else throw new Error(`unknown op ${op.op}`);
+  }
+  await layer.flush();
+}
+
+async function commitWritable(layer: LsmtWritableLayer, opts: { uuid?: string; parentUuid?: string; message?: string }): Promise<Uint8Array> {
+  const sink = new MemorySink();
+  await commitLayer({ index: layer.snapshot(), data: layer.data, virtualSize: layer.virtualSize, parentUuid: layer.parentUuid }, sink, opts);
+  return sink.bytes();
+}
+
+test('committing the reference A.rw pair gives A.lsmt byte for byte', async () => {
+  const src = await openWritablePairReadOnly(await FileSource.open(vector('A.rw.data')), await FileSource.open(vector('A.rw.index')));
+  try {
+    const sink = new MemorySink();
+    const res = await commitLayer({ index: src.index, data: src.data, virtualSize: src.virtualSize, parentUuid: src.parentUuid },
+      sink, { uuid: UUID_A, message: 'layer A' });
+    const want = await readFile(vector('A.lsmt'));
+    assert.equal(res.records, 10);
+    assert.ok(Buffer.from(sink.bytes()).equals(want), 'committed bytes differ from A.lsmt');
+  } finally {
+    await src.close();
+  }
+});
+
+test('layer A from scratch: the writable files match A.rw.* (but the uuid) and the commit equals A.lsmt', async (t) => {
+  const dir = await tempDir(t);
+  const layer = await createWritableLayer(join(dir, 'a.data'), join(dir, 'a.index'), { virtualSize: GiB });
+  try {
+    await applyWrites(layer, 'layer A');
+    const got = await commitWritable(layer, { uuid: UUID_A, message: 'layer A' });
+    assert.ok(Buffer.from(got).equals(await readFile(vector('A.lsmt'))), 'committed bytes differ from A.lsmt');
+  } finally {
+    await layer.close();
+  }
+  // The reference files carry a random uuid (bytes 56..92); everything else must match.
+  for (const [mine, ref] of [['a.data', 'A.rw.data'], ['a.index', 'A.rw.index']] as const) {
+    const a = await readFile(join(dir, mine));
+    const b = await readFile(vector(ref));
+    assert.equal(a.length, b.length, `${mine} size`);
+    a.fill(0, 56, 93); b.fill(0, 56, 93);
+    assert.ok(a.equals(b), `${mine} differs from ${ref} outside the uuid`);
+  }
+});
+
+test('layer B from scratch: the commit equals B.lsmt', async (t) => {
+  const dir = await tempDir(t);
+  const layer = await createWritableLayer(join(dir, 'b.data'), join(dir, 'b.index'), { virtualSize: GiB, parentUuid: UUID_A });
+  try {
+    await applyWrites(layer, 'layer B');
+    const got = await commitWritable(layer, { uuid: UUID_B, parentUuid: UUID_A, message: 'layer B' });
+    assert.ok(Buffer.from(got).equals(await readFile(vector('B.lsmt'))), 'committed bytes differ from B.lsmt');
+    // The parent uuid is copied from the writable layer when not given.
+    const copied = await commitWritable(layer, { uuid: UUID_B, message: 'layer B' });
+    assert.ok(Buffer.from(copied).equals(await readFile(vector('B.lsmt'))), 'parent uuid not copied from the source');
+  } finally {
+    await layer.close();
+  }
+});
