@@ -4,6 +4,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { pack } from 'tar-stream';
 import { MediaType } from '../../src/registry/media-types.ts';
 import { sha256Digest } from '../../src/registry/digest.ts';
@@ -34,6 +35,7 @@ export function pseudoRandom(size: number, seed: number): Buffer {
 }
 
 export interface TestImage {
+  /** Layer blobs as stored in the registry (gzipped when built with gzip). */
   layers: Buffer[];
   config: Buffer;
   manifest: Buffer;
@@ -46,13 +48,17 @@ export function descriptor(mediaType: string, data: Uint8Array, extra: Partial<D
   return { mediaType, digest: sha256Digest(data), size: data.length, ...extra };
 }
 
-/** An image of the given layers (OCI by default, Docker schema 2 with docker: true). */
-export function buildImage(layers: Buffer[], opts: { docker?: boolean; platform?: Platform; label?: string } = {}): TestImage {
+/**
+ * An image of the given tar layers (OCI by default, Docker schema 2 with docker: true; gzip: true
+ * stores them compressed, which registries' clients such as skopeo pass through unchanged).
+ */
+export function buildImage(tars: Buffer[], opts: { docker?: boolean; platform?: Platform; label?: string; gzip?: boolean } = {}): TestImage {
+  const layers = opts.gzip ? tars.map((l) => gzipSync(l)) : tars;
   const platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
   const config = Buffer.from(JSON.stringify({
     architecture: platform.architecture, os: platform.os, ...(platform.variant ? { variant: platform.variant } : {}),
     config: { Labels: { test: opts.label ?? 'dadi' } },
-    rootfs: { type: 'layers', diff_ids: layers.map((l) => sha256Digest(l)) },
+    rootfs: { type: 'layers', diff_ids: tars.map((l) => sha256Digest(l)) },
   }));
   const docker = opts.docker ?? false;
   const mediaType = docker ? MediaType.dockerManifest : MediaType.ociManifest;
@@ -60,14 +66,15 @@ export function buildImage(layers: Buffer[], opts: { docker?: boolean; platform?
     schemaVersion: 2,
     mediaType,
     config: descriptor(docker ? MediaType.dockerConfig : MediaType.ociConfig, config),
-    layers: layers.map((l) => descriptor(docker ? MediaType.dockerLayer : MediaType.ociLayer, l)),
+    layers: layers.map((l) => descriptor(opts.gzip ? (docker ? MediaType.dockerLayerGzip : MediaType.ociLayerGzip)
+      : docker ? MediaType.dockerLayer : MediaType.ociLayer, l)),
   };
   const manifest = Buffer.from(JSON.stringify(manifestJson));
   return { layers, config, manifest, manifestJson, digest: sha256Digest(manifest), mediaType };
 }
 
 /** A two-layer image with a few KiB of pseudo-random content. */
-export async function sampleImage(seed = 1, opts: { docker?: boolean; platform?: Platform } = {}): Promise<TestImage> {
+export async function sampleImage(seed = 1, opts: { docker?: boolean; platform?: Platform; gzip?: boolean } = {}): Promise<TestImage> {
   const l1 = await tarLayer({ 'etc/hello.txt': `hello ${seed}\n`, 'bin/data': pseudoRandom(5000 + seed, seed) });
   const l2 = await tarLayer({ 'usr/share/big': pseudoRandom(70_000, seed + 7) });
   return buildImage([l1, l2], { ...opts, label: `seed-${seed}` });
