@@ -393,6 +393,7 @@ export class Transmission {
   }
 
   private resume(): void {
+    if (this.state !== 'open') return;
     this.paused = false;
     this.socket.resume();
     this.parse();
@@ -402,7 +403,9 @@ export class Transmission {
     this.state = 'draining';
     this.queue.clear();
     this.discard = 0;
-    this.socket.pause();
+    // Keep reading (and dropping) so a client blocked on writing can see our close.
+    this.paused = false;
+    this.socket.resume();
     if (this.awaitingPayload) {
       const job = this.awaitingPayload;
       this.awaitingPayload = null;
