@@ -36,6 +36,7 @@ export async function applyLayer(tarStream: Readable, rootDir: string, opts: App
   try {
     for await (const { entry, body } of reader.entries()) await applier.apply(entry, body);
   } catch (err) {
+    await applier.settle();
     if (err instanceof ApplyError) throw err;
     throw reader.asFormatError(err);
   } finally {

@@ -5,7 +5,7 @@
  * children changes them.
  */
 import { execFile } from 'node:child_process';
-import { chmod, lchown, lstat, lutimes } from 'node:fs/promises';
+import { chmod, lchown, lstat, lutimes, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { setAttribute } from 'fs-xattr';
 import { ApplyError } from './errors.ts';
@@ -39,6 +39,22 @@ export async function applyOwnerModeXattrs(path: string, entry: LayerEntry, isSy
     throw new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid} or mode ${entry.mode.toString(8)}: ${String(err)}`, { cause: err });
   }
   await applyXattrs(path, entry, isSymlink);
+}
+
+/**
+ * Owner, mode and times of a regular file through its open handle, then closes it. Handle-based,
+ * so it stays correct even if a later entry has meanwhile replaced the path. Always closes.
+ */
+export async function finishFile(fh: FileHandle, entry: LayerEntry): Promise<void> {
+  try {
+    await fh.chown(entry.uid, entry.gid);
+    await fh.chmod(entry.mode);
+    await fh.utimes(entry.atime, entry.mtime);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid}, mode ${entry.mode.toString(8)} or times: ${String(err)}`, { cause: err });
+  }
+  await fh.close();
 }
 
 export async function applyTimes(path: string, entry: LayerEntry): Promise<void> {

@@ -11,7 +11,8 @@ import type { Stats } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ApplyError, errnoCode } from './errors.ts';
-import { applyOwnerModeXattrs, applyTimes, DirTimes } from './metadata.ts';
+import { Inflight } from './inflight.ts';
+import { applyOwnerModeXattrs, applyTimes, DirTimes, finishFile } from './metadata.ts';
 import { cleanEntryPath, type SafeRoot } from './paths.ts';
 import type { EntryType, LayerEntry } from './tar-reader.ts';
 import { isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
@@ -55,16 +56,20 @@ export class LayerApplier {
   private readonly mine = new LayerPaths();
   private readonly dirTimes = new DirTimes();
   private readonly whiteouts: Whiteouts;
+  /** Files being finished in the background (see Inflight). */
+  private readonly inflight = new Inflight(16);
 
   constructor(private readonly root: SafeRoot) {
     this.whiteouts = new Whiteouts(root, this.mine, this.dirTimes);
   }
 
   async apply(entry: LayerEntry, body: Readable): Promise<void> {
+    this.inflight.check();
     const rel = cleanEntryPath(entry.name);
     if (entry.type !== 'file') await drain(body);
     if (rel !== '' && isWhiteout(rel)) {
       if (entry.type === 'file') await drain(body);
+      await this.inflight.drain();
       const kind = await this.whiteouts.apply(rel, entry.name);
       if (kind === 'opaque') this.stats.opaqueDirs++; else this.stats.whiteouts++;
       return;
@@ -90,7 +95,13 @@ export class LayerApplier {
 
   /** Sets the deferred directory times; call once after the last entry. */
   async finish(): Promise<void> {
+    await this.inflight.drain();
     await this.dirTimes.apply((rel) => this.root.abs(rel));
+  }
+
+  /** After a failure: lets background jobs finish (closing their files), ignoring their errors. */
+  async settle(): Promise<void> {
+    await this.inflight.drain().catch(() => {});
   }
 
   /** Clears `rel` for a new node; keeps (and returns) an existing directory when `keepDir`. */
@@ -110,14 +121,32 @@ export class LayerApplier {
     return null;
   }
 
-  private async file(rel: string, path: string, entry: LayerEntry, body: Readable): Promise<void> {
+  /**
+   * Creates `path` with `make`, which must fail with EEXIST when something is there; only then
+   * is the old node inspected and cleared (most paths are new, so this saves an lstat each).
+   */
+  private async create<T>(rel: string, path: string, entry: LayerEntry, what: string, make: () => Promise<T>): Promise<T> {
+    try {
+      return await make();
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw new ApplyError(entry.name, `cannot create ${what}: ${String(err)}`, { cause: err });
+    }
     await this.clear(rel, path, entry, false);
+    try {
+      return await make();
+    } catch (err) {
+      throw new ApplyError(entry.name, `cannot create ${what}: ${String(err)}`, { cause: err });
+    }
+  }
+
+  private async file(rel: string, path: string, entry: LayerEntry, body: Readable): Promise<void> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     let fh;
     try {
-      fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      fh = await this.create(rel, path, entry, 'file', () => open(path, flags, 0o600));
     } catch (err) {
       await drain(body).catch(() => {});
-      throw new ApplyError(entry.name, `cannot create file: ${String(err)}`, { cause: err });
+      throw err;
     }
     let written = 0;
     try {
@@ -132,37 +161,46 @@ export class LayerApplier {
         }
         written += chunk.length;
       }
-    } finally {
-      await fh.close();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
     }
     this.stats.bytesWritten += written;
+    if (entry.xattrs.size === 0) {
+      const handle = fh;
+      await this.inflight.add(() => finishFile(handle, entry));
+      return;
+    }
+    // fs-xattr works on paths: finish in order so the path still names this file.
+    await fh.close();
     await applyOwnerModeXattrs(path, entry, false);
     await applyTimes(path, entry);
   }
 
   private async directory(rel: string, entry: LayerEntry): Promise<void> {
     const path = this.root.abs(rel);
-    let st = await this.clear(rel, path, entry, true);
-    if (st === null) {
-      try {
-        await mkdir(path, { mode: 0o700 });
-        st = await lstat(path);
-      } catch (err) {
-        throw new ApplyError(entry.name, `cannot create directory: ${String(err)}`, { cause: err });
+    let st: Stats | null = null;
+    try {
+      await mkdir(path, { mode: 0o700 });
+    } catch (err) {
+      if (errnoCode(err) !== 'EEXIST') throw new ApplyError(entry.name, `cannot create directory: ${String(err)}`, { cause: err });
+      st = await this.clear(rel, path, entry, true);
+      if (st === null) {
+        try {
+          await mkdir(path, { mode: 0o700 });
+        } catch (err2) {
+          throw new ApplyError(entry.name, `cannot create directory: ${String(err2)}`, { cause: err2 });
+        }
       }
     }
+    st ??= await lstat(path);
     this.root.noteDir(rel);
     await applyOwnerModeXattrs(path, entry, false);
     this.dirTimes.record(rel, entry, st.ino);
   }
 
   private async symlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
-    await this.clear(rel, path, entry, false);
-    try {
-      await symlink(entry.linkname, path);
-    } catch (err) {
-      throw new ApplyError(entry.name, `cannot create symlink: ${String(err)}`, { cause: err });
-    }
+    await this.create(rel, path, entry, 'symlink', () => symlink(entry.linkname, path));
     await applyOwnerModeXattrs(path, entry, true);
     await applyTimes(path, entry);
   }
@@ -177,16 +215,12 @@ export class LayerApplier {
     if (target === null) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} does not exist`);
     if (target.isDirectory()) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} is a directory`);
     if (targetRel === rel) return;
-    await this.clear(rel, path, entry, false);
-    try {
-      await link(this.root.abs(targetRel), path);
-    } catch (err) {
-      throw new ApplyError(entry.name, `cannot link to ${JSON.stringify(entry.linkname)}: ${String(err)}`, { cause: err });
-    }
+    await this.create(rel, path, entry, `a link to ${JSON.stringify(entry.linkname)}`, () => link(this.root.abs(targetRel), path));
   }
 
   /** Node has no mknod/mkfifo; the coreutils commands do it. */
   private async special(rel: string, path: string, entry: LayerEntry): Promise<void> {
+    // The commands report "File exists" in text, not as EEXIST, so clear first.
     await this.clear(rel, path, entry, false);
     try {
       if (entry.type === 'fifo') await run('mkfifo', ['-m', '0600', path]);
