@@ -10,6 +10,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readdir, rm, stat, statfs, utimes } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors.ts';
@@ -36,6 +37,17 @@ export interface BlobCacheOptions {
   metricsRegistry?: Registry | null;
   /** Defaults for every opened blob. */
   sourceDefaults?: CachedSourceOptions;
+}
+
+/**
+ * The cache directory by the CLI contract: `--cache-dir DIR`, else $DADI_CACHE_DIR, else a
+ * per-user default ($XDG_CACHE_HOME/dadi or ~/.cache/dadi; /var/cache/dadi for root).
+ */
+export function resolveCacheDir(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag) return flag;
+  if (env.DADI_CACHE_DIR) return env.DADI_CACHE_DIR;
+  if (process.getuid?.() === 0) return '/var/cache/dadi';
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'dadi');
 }
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;

@@ -276,7 +276,7 @@ export class CachedSource implements ByteSource {
     const first = Math.floor(from / this.unit);
     const last = Math.min(this.map.units - 1, Math.floor((from + this.readAheadBytes - 1) / this.unit));
     if (this.map.allPresent(first, last)) return;
-    for (const p of this.planFetches(first, last, 'readahead')) {
+    for (const p of new Set(this.planFetches(first, last, 'readahead'))) {
       if (!p) continue;
       this.readAheadInFlight++;
       p.then(noop, (err) => log.debug({ digest: this.digest, err: errorMessage(err) }, 'read-ahead failed'))

@@ -74,3 +74,11 @@ test('token bucket admits a burst, then paces to the rate', async () => {
   assert.ok(performance.now() - t0 >= 190, 'debt is paid at the rate');
   assert.throws(() => new TokenBucket(0, 1), /rate must be positive/);
 });
+
+test('cache directory: flag, then $DADI_CACHE_DIR, then a per-user default', async () => {
+  const { resolveCacheDir } = await import('../../../src/io/cache.ts');
+  assert.equal(resolveCacheDir('/x', { DADI_CACHE_DIR: '/y' }), '/x');
+  assert.equal(resolveCacheDir(undefined, { DADI_CACHE_DIR: '/y' }), '/y');
+  const fallback = resolveCacheDir(undefined, { XDG_CACHE_HOME: '/xdg' });
+  assert.equal(fallback, process.getuid?.() === 0 ? '/var/cache/dadi' : '/xdg/dadi');
+});
