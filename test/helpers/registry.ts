@@ -3,9 +3,12 @@
  * distribution 2.x, started with a generated config on a free loopback port). Both are stopped
  * by t.after.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createPrivateKey, randomUUID, sign } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { startRegistryServer, type RegistryServer, type RegistryServerOptions } from '../../src/registry/server/server.ts';
@@ -47,11 +50,18 @@ Promise<TestRegistry & { server: RegistryServer }> {
   return { server, url: server.url, hostPort: server.hostPort, root, stop };
 }
 
-/** The `docker-registry` daemon, filesystem storage in a temp dir, deletes enabled. */
-export async function startDockerRegistry(t: TestContext): Promise<TestRegistry> {
+/**
+ * The `docker-registry` daemon, filesystem storage in a temp dir, deletes enabled. With
+ * `tokenAuth`, it runs distribution's token auth against a small token server started here
+ * (RS256 JWTs signed with a throwaway key whose self-signed certificate is the trusted root;
+ * needs `openssl`). The token server grants every scope asked for to the given user.
+ */
+export async function startDockerRegistry(t: TestContext, opts: { tokenAuth?: { username: string; password: string } } = {}):
+Promise<TestRegistry & { tokensIssued: () => number }> {
   const root = await tempDir(t, 'dadi-docker-registry-');
   const port = await freePort();
   const config = join(root, 'config.yml');
+  const auth = opts.tokenAuth ? await startTokenServer(t, root, opts.tokenAuth) : undefined;
   await writeFile(config, [
     'version: 0.1',
     'log:',
@@ -68,6 +78,14 @@ export async function startDockerRegistry(t: TestContext): Promise<TestRegistry>
     '      enabled: false',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...(auth ? [
+      'auth:',
+      '  token:',
+      `    realm: ${auth.realm}`,
+      `    service: ${TOKEN_SERVICE}`,
+      `    issuer: ${TOKEN_ISSUER}`,
+      `    rootcertbundle: ${auth.certFile}`,
+    ] : []),
     '',
   ].join('\n'));
   const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -77,7 +95,47 @@ export async function startDockerRegistry(t: TestContext): Promise<TestRegistry>
   const stop = (): Promise<void> => stopChild(child);
   t.after(stop);
   await waitForHttp(`${url}/v2/`, child, () => stderr);
-  return { url, hostPort: `127.0.0.1:${port}`, root, stop };
+  return { url, hostPort: `127.0.0.1:${port}`, root, stop, tokensIssued: () => auth?.issued() ?? 0 };
+}
+
+const TOKEN_SERVICE = 'docker-registry-test';
+const TOKEN_ISSUER = 'dadi-test-issuer';
+
+async function startTokenServer(t: TestContext, dir: string, user: { username: string; password: string }):
+Promise<{ realm: string; certFile: string; issued: () => number }> {
+  const keyFile = join(dir, 'token.key');
+  const certFile = join(dir, 'token.crt');
+  await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile,
+    '-days', '1', '-subj', '/CN=dadi-test-token-issuer']);
+  const key = createPrivateKey(await readFile(keyFile));
+  const certDer = Buffer.from((await readFile(certFile, 'utf8')).replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+  const expected = `Basic ${Buffer.from(`${user.username}:${user.password}`).toString('base64')}`;
+  let issued = 0;
+  const server = createHttpServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://token');
+    if (req.headers.authorization !== expected) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="token"' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] }));
+      return;
+    }
+    const access = url.searchParams.getAll('scope').flatMap((s) => s.split(' ')).map((s) => {
+      const [type, name, actions] = [s.slice(0, s.indexOf(':')), s.slice(s.indexOf(':') + 1, s.lastIndexOf(':')), s.slice(s.lastIndexOf(':') + 1)];
+      return { type, name, actions: actions.split(',') };
+    });
+    const now = Math.floor(Date.now() / 1000);
+    const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const head = b64({ typ: 'JWT', alg: 'RS256', x5c: [certDer.toString('base64')] });
+    const body = b64({ iss: TOKEN_ISSUER, sub: user.username, aud: url.searchParams.get('service') ?? TOKEN_SERVICE,
+      exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access });
+    const token = `${head}.${body}.${sign('sha256', Buffer.from(`${head}.${body}`), key).toString('base64url')}`;
+    issued++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ token, expires_in: 300, issued_at: new Date().toISOString() }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }));
+  const port = (server.address() as { port: number }).port;
+  return { realm: `http://127.0.0.1:${port}/token`, certFile, issued: () => issued };
 }
 
 async function waitForHttp(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
