@@ -21,7 +21,9 @@ export type Fault =
   /** Drop the Range header: upstream answers 200 with the whole blob. */
   | { kind: 'ignoreRange' }
   /** Keep Range upstream but answer 200 with just the partial body (a wrong 200). */
-  | { kind: 'wrong200' };
+  | { kind: 'wrong200' }
+  /** Upstream's status and headers with a different body of the same length (corruption in transit). */
+  | { kind: 'corrupt' };
 
 export interface ProxyLogEntry { method: string; url: string; headers: IncomingMessage['headers']; fault?: Fault['kind'] }
 
@@ -129,6 +131,13 @@ export class FaultProxy {
         delete headers['content-range'];
         res.writeHead(200, { ...headers, 'content-length': String(body.length) });
         res.end(body);
+        return;
+      }
+      case 'corrupt': {
+        const bad = Buffer.from(body);
+        if (bad.length > 0) bad[bad.length >> 1] ^= 0xff;
+        res.writeHead(upRes.statusCode ?? 502, headers);
+        res.end(bad);
         return;
       }
       default:

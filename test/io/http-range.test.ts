@@ -10,6 +10,7 @@ import { HttpRangeSource } from '../../src/io/http-range.ts';
 import { readFully } from '../../src/io/types.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { sha256Digest } from '../../src/registry/digest.ts';
+import { registryMetrics } from '../../src/registry/metrics.ts';
 import { startEmbeddedRegistry } from '../helpers/registry.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
 import { pseudoRandom } from '../registry/image-fixture.ts';
@@ -63,6 +64,12 @@ test('counts bytes and requests per blob', async (t) => {
   await src.read(new Uint8Array(4096), 0);
   await src.read(new Uint8Array(4096), blob.length - 100);
   assert.deepEqual(client.stats.blob(digest), { bytes: 4096 + 100, requests: 2 });
+  const metrics = await registryMetrics.getMetricsAsJSON();
+  const bytes = metrics.find((m) => m.name === 'dadi_registry_blob_bytes_total');
+  assert.ok(bytes && bytes.values[0]!.value >= 4196, 'prom-client counter follows the fetched bytes');
+  const monolithic = await client.blobs.upload(repo, Buffer.from('one request'), { monolithicPost: true });
+  assert.equal(monolithic.how, 'uploaded');
+  assert.deepEqual(await client.blobs.get(repo, monolithic.digest), Buffer.from('one request'));
 });
 
 test('a blob that is missing or keeps failing gives an error naming the URL, never data', async (t) => {

@@ -176,3 +176,19 @@ test('a redirect to blob storage on another host does not carry the registry cre
   assert.equal(redirected.length, 2);
   for (const e of redirected) assert.match(e.headers.authorization ?? '', /^Bearer /);
 });
+
+test('content that does not match its digest is refused: manifests by digest or tag, whole blobs', async (t) => {
+  const s = await setup(t);
+  const { buildImage } = await import('./image-fixture.ts');
+  const image = buildImage([blob]);
+  await s.client.blobs.upload(s.repo, image.config);
+  const digest = await s.client.manifests.put(s.repo, 'v1', image.manifest, image.mediaType);
+  const isManifest = (req: { url?: string }): boolean => (req.url ?? '').includes('/manifests/');
+  s.proxy.inject({ kind: 'corrupt' }, { match: isManifest, times: 2 });
+  await assert.rejects(s.client.manifests.get(s.repo, digest),
+    new RegExp(`^RegistryError: GET ${s.proxy.url}/v2/f/manifests/${digest}: 200 manifest content has digest sha256:[0-9a-f]{64}, expected ${digest}$`));
+  await assert.rejects(s.client.manifests.get(s.repo, 'v1'), new RegExp(`manifest content has digest sha256:[0-9a-f]{64}, expected ${digest}`));
+  s.proxy.inject({ kind: 'corrupt' }, { match: (req) => (req.url ?? '').includes('/blobs/') });
+  await assert.rejects(s.client.blobs.get(s.repo, s.digest), new RegExp(`^RegistryError: GET ${s.blobUrl}: 200 blob content has digest sha256:[0-9a-f]{64}, expected ${s.digest}$`));
+  assert.equal((await s.client.manifests.get(s.repo, 'v1')).digest, digest);
+});
