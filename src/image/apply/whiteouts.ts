@@ -32,6 +32,18 @@ export function isWhiteout(rel: string): boolean {
   return baseOf(rel).startsWith(WHITEOUT_PREFIX);
 }
 
+const AUFS_META_PREFIX = '.wh..wh.';
+
+/**
+ * AUFS metadata, which docker skips: a `.wh..wh.*` name other than the opaque marker, or anything
+ * under a top-level `.wh..wh.*` directory (such as `.wh..wh.plnk/`).
+ */
+export function isAufsMeta(rel: string): boolean {
+  const base = baseOf(rel);
+  if (base.startsWith(AUFS_META_PREFIX) && base !== OPAQUE_MARKER) return true;
+  return rel.startsWith(AUFS_META_PREFIX) && rel.includes('/');
+}
+
 export class Whiteouts {
   constructor(private readonly root: SafeRoot, private readonly mine: LayerPaths, private readonly dirTimes: DirTimes) {}
 

@@ -15,7 +15,7 @@ import { Inflight } from './inflight.ts';
 import { applyOwnerModeXattrs, applyTimes, DirTimes, finishFile } from './metadata.ts';
 import { cleanEntryPath, type SafeRoot } from './paths.ts';
 import type { EntryType, LayerEntry } from './tar-reader.ts';
-import { isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
+import { isAufsMeta, isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
 
 const run = promisify(execFile);
 
@@ -27,6 +27,8 @@ export interface ApplyStats {
   whiteouts: number;
   /** `.wh..wh..opq` entries applied. */
   opaqueDirs: number;
+  /** AUFS metadata entries (`.wh..wh.*` other than the opaque marker) skipped, as docker does. */
+  ignored: number;
 }
 
 export function emptyStats(): ApplyStats {
@@ -35,6 +37,7 @@ export function emptyStats(): ApplyStats {
     bytesWritten: 0,
     whiteouts: 0,
     opaqueDirs: 0,
+    ignored: 0,
   };
 }
 
@@ -67,6 +70,12 @@ export class LayerApplier {
     this.inflight.check();
     const rel = cleanEntryPath(entry.name);
     if (entry.type !== 'file') await drain(body);
+    if (isAufsMeta(rel)) {
+      // AUFS bookkeeping (.wh..wh.plnk/, .wh..wh.aufs, ...) that old docker layers carry: not content.
+      if (entry.type === 'file') await drain(body);
+      this.stats.ignored++;
+      return;
+    }
     if (rel !== '' && isWhiteout(rel)) {
       if (entry.type === 'file') await drain(body);
       await this.inflight.drain();

@@ -137,3 +137,18 @@ test('a replaced file does not change other hard links to its old inode', async 
   assert.equal(await readFile(join(root, 'g'), 'utf8'), 'old\n');
   assert.equal(await readFile(join(root, 'f'), 'utf8'), 'new\n');
 });
+
+test('AUFS metadata entries are skipped, neither created nor treated as whiteouts', async (t) => {
+  if (!requireSystem(t, SYSTEM)) return;
+  const root = await tempDir(t);
+  const [, stats] = await applyAll(root, [
+    await packTar([dir('sub'), file('sub/keep', 'k\n')]),
+    await packTar([
+      dir('.wh..wh.plnk'), file('.wh..wh.plnk/123.456', 'aufs link store\n'), file('.wh..wh.aufs', ''),
+      file('sub/.wh..wh.orph', ''), dir('sub'), file('sub/new', 'n\n'),
+    ]),
+  ]);
+  assert.deepEqual(await ls(root), ['sub']);
+  assert.deepEqual(await ls(join(root, 'sub')), ['keep', 'new']);
+  assert.deepEqual([stats!.ignored, stats!.whiteouts, stats!.opaqueDirs], [4, 0, 0]);
+});
