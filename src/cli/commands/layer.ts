@@ -1,0 +1,106 @@
+/**
+ * `dadi layer create|commit|seal|info`: the writable layer's life cycle (create, commit into a
+ * read-only layer blob, seal in place) and a look inside any layer file.
+ */
+import type { Command } from 'commander';
+
+interface CommitCliOptions {
+  compress?: string;
+  blockSize: string;
+  checksum: boolean;
+  tar?: boolean;
+  uuid?: string;
+  parentUuid?: string;
+  message?: string;
+}
+
+export function register(program: Command): void {
+  const layer = program.command('layer').description('create, commit, seal and inspect LSMT layers');
+
+  layer
+    .command('create')
+    .description('create an empty writable layer (append-only data file + index log)')
+    .argument('<data>', 'data file to create')
+    .argument('<index>', 'index file to create')
+    .requiredOption('--size <size>', 'virtual disk size, e.g. 64G (0: take the size of the layers below)')
+    .option('--uuid <uuid>', 'layer UUID (default: random)')
+    .option('--parent-uuid <uuid>', 'UUID of the layer below')
+    .action(async (data: string, index: string, opts: { size: string; uuid?: string; parentUuid?: string }) => {
+      const { parseSize } = await import('../../util/size.ts');
+      const { createWritableLayer } = await import('../../format/lsmt/writable.ts');
+      const l = await createWritableLayer(data, index, { virtualSize: parseSize(opts.size), uuid: opts.uuid, parentUuid: opts.parentUuid });
+      await l.close();
+      process.stdout.write(`created writable layer ${data} + ${index}: ${l.virtualSize} bytes, uuid ${l.uuid}\n`);
+    });
+
+  layer
+    .command('commit')
+    .description('compact a writable layer into a read-only layer blob (optionally ZFile-compressed and tar-wrapped)')
+    .argument('<data>', 'writable layer data file')
+    .argument('<index>', 'writable layer index file')
+    .argument('<out>', 'output layer file')
+    .option('--compress <algo>', 'ZFile-compress the output: lz4 or zstd')
+    .option('--block-size <size>', 'ZFile block size: 4K, 8K, 16K, 32K or 64K', '4K')
+    .option('--no-checksum', 'ZFile without per-block CRCs')
+    .option('--tar', 'wrap the output in a one-member tar, as registries expect')
+    .option('--uuid <uuid>', 'UUID of the new layer (default: null)')
+    .option('--parent-uuid <uuid>', 'parent UUID (default: copied from the writable layer)')
+    .option('-m, --message <text>', 'commit message stored in the header (at most 256 bytes)')
+    .action(async (data: string, index: string, out: string, opts: CommitCliOptions) => {
+      const { parseSize } = await import('../../util/size.ts');
+      const { FileSource } = await import('../../io/file.ts');
+      const { openWritablePairReadOnly } = await import('../../format/lsmt/readonly.ts');
+      const { commitToFile } = await import('../../format/lsmt/commit-file.ts');
+      if (opts.compress !== undefined && opts.compress !== 'lz4' && opts.compress !== 'zstd') {
+        throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
+      }
+      const blockSize = parseSize(opts.blockSize);
+      if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) {
+        throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
+      }
+      const src = await openWritablePairReadOnly(await FileSource.open(data), await FileSource.open(index), data);
+      try {
+        const res = await commitToFile(
+          { index: src.index, data: src.data, virtualSize: src.virtualSize, parentUuid: src.parentUuid }, out,
+          { compress: opts.compress as 'lz4' | 'zstd' | undefined, blockSize, checksum: opts.checksum, tar: opts.tar === true,
+            uuid: opts.uuid, parentUuid: opts.parentUuid, message: opts.message });
+        process.stdout.write(`committed ${data} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes\n`);
+      } finally {
+        await src.close();
+      }
+    });
+
+  layer
+    .command('seal')
+    .description('seal a writable layer in place: append its index and a trailer to the data file (no compaction)')
+    .argument('<data>', 'writable layer data file (becomes a read-only layer)')
+    .argument('<index>', 'writable layer index file')
+    .action(async (data: string, index: string) => {
+      const { sealLayer } = await import('../../format/lsmt/seal.ts');
+      const res = await sealLayer(data, index);
+      process.stdout.write(`sealed ${data}: ${res.records} segments, index at ${res.indexOffset}, ${res.fileSize} bytes\n`);
+    });
+
+  layer
+    .command('info')
+    .description('show a layer\'s kind, wrappers (tar, ZFile), header, uuids, segments and sizes')
+    .argument('<file>', 'layer file (plain, ZFile, tar-wrapped, sealed) or a writable data file with --index')
+    .option('--index <index>', 'the index file, when FILE is a writable layer data file')
+    .option('--json', 'print JSON')
+    .action(async (file: string, opts: { index?: string; json?: boolean }) => {
+      const { stat } = await import('node:fs/promises');
+      const { FileSource } = await import('../../io/file.ts');
+      const { openLayer, openWritablePairReadOnly } = await import('../../format/open-layer.ts');
+      const { describeLayer, formatLayerInfo } = await import('../../format/lsmt/info.ts');
+      const fileSize = (await stat(file)).size;
+      const opened = opts.index
+        ? { layer: await openWritablePairReadOnly(await FileSource.open(file), await FileSource.open(opts.index), file), wrappers: [] }
+        : await openLayer(file).then((l) => ({ layer: l, wrappers: l.wrappers }));
+      try {
+        const info = describeLayer(file, opened.layer, fileSize, opened.wrappers);
+        process.stdout.write(opts.json ? JSON.stringify(info, null, 2) + '\n' : formatLayerInfo(info));
+      } finally {
+        await opened.layer.close();
+      }
+    });
+}
