@@ -149,5 +149,19 @@ export function pushPullSuite(label: string, start: (t: TestContext) => Promise<
     const m = await s.client.manifests.get(repo, 'docker');
     assert.equal(m.mediaType, MediaType.dockerManifest);
     assert.equal(m.digest, docker.digest);
+    const dockerArm = await sampleImage(4, { docker: true, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+    await pushImage(s.client, repo, dockerArm, 'docker-arm');
+    const list = Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: MediaType.dockerManifestList,
+      manifests: [
+        descriptor(MediaType.dockerManifest, docker.manifest, { platform: { os: 'linux', architecture: 'amd64' } }),
+        descriptor(MediaType.dockerManifest, dockerArm.manifest, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }),
+      ],
+    }));
+    await s.client.manifests.put(repo, 'list', list, MediaType.dockerManifestList);
+    const viaList = await s.client.manifests.resolve(repo, 'list', { os: 'linux', architecture: 'arm64' });
+    assert.equal(viaList.index?.mediaType, MediaType.dockerManifestList);
+    assert.equal(viaList.manifest.digest, dockerArm.digest);
+    assert.equal(viaList.manifest.mediaType, MediaType.dockerManifest);
   });
 }
