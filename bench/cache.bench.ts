@@ -2,16 +2,24 @@
  * Blob cache figures: cold 4 KiB random reads through the cache from an HTTP upstream, warm
  * reads (hits), and background download throughput.
  *
- * The shaped upstream is NOT netem (that needs a network namespace and root): it is the test
- * RangeServer on loopback adding 2 ms per request and a shared 100 Mbit/s token bucket, which is
- * what the rows labelled "100mbit-2ms (in-process shaping)" mean. Peers: the same upstream read
- * directly without a cache (cold), and a plain pread of the cache's own data file (warm).
+ * Two shaped upstreams:
+ * - "netem 100mbit-2ms": ../shared/bench/netem.sh (tbf + delay proxy in a network namespace,
+ *   docker-registry inside), the blob pushed there and read with HTTP Range GETs. Needs root and
+ *   the tools; skipped (with a note row) when unavailable or when a netem link is already up
+ *   (another run owns it: `up` would tear it down).
+ * - "100mbit-2ms (in-process shaping)": the test RangeServer on loopback adding 2 ms per request
+ *   and a shared 100 Mbit/s token bucket. Always runs.
+ * Peers: the same upstream read directly without a cache (cold), and a plain pread of the
+ * cache's own data file (warm).
  */
-import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
 import { Registry } from 'prom-client';
 import { BlobCache } from '../src/io/cache.ts';
 import { FileSource } from '../src/io/file.ts';
@@ -68,6 +76,79 @@ async function seqMBps(src: ByteSource, size: number): Promise<number> {
   return size / MiB / ((performance.now() - t0) / 1000);
 }
 
+const NETEM = resolve(fileURLToPath(import.meta.url), '..', '..', '..', 'shared', 'bench', 'netem.sh');
+
+/** Brings up netem.sh's shaped registry and pushes `body` there; undefined (and why) when it cannot. */
+async function netemBlob(body: Buffer, digest: string): Promise<{ url: string; down(): void } | string> {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!existsSync(NETEM)) return `${NETEM} not found`;
+  if (existsSync('/tmp/dadi-bench-netem/proxy.pid')) return 'a netem link is already up (owned by another run)';
+  const up = spawnSync(NETEM, ['up', '100mbit-2ms'], { encoding: 'utf8', timeout: 120_000 });
+  const down = () => void spawnSync(NETEM, ['down'], { stdio: 'ignore', timeout: 60_000 });
+  const addr = up.stdout.trim().split('\n').pop();
+  if (up.status !== 0 || !addr) {
+    down();
+    return `netem.sh up failed: ${up.stderr.trim().split('\n').pop()}`;
+  }
+  try {
+    const base = `http://${addr}/v2/dadi-bench/cache/blobs`;
+    const start = await request(`${base}/uploads/`, { method: 'POST' });
+    await start.body.dump();
+    const loc = start.headers.location;
+    if (start.statusCode !== 202 || typeof loc !== 'string') throw new Error(`upload start: HTTP ${start.statusCode}`);
+    const put = await request(`${new URL(loc, base).href}&digest=${digest}`, {
+      method: 'PUT', body, headers: { 'content-type': 'application/octet-stream' },
+    });
+    await put.body.dump();
+    if (put.statusCode !== 201) throw new Error(`upload: HTTP ${put.statusCode}`);
+    return { url: `${base}/${digest}`, down };
+  } catch (err) {
+    down();
+    return `push to the netem registry failed: ${(err as Error).message}`;
+  }
+}
+
+/** Cold 4 KiB reads (cache vs direct) and a background download over the netem link. */
+async function netemRows(cache: BlobCache): Promise<BenchRow[]> {
+  const size = 16 * MiB;
+  const body = randomBytes(size);
+  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const link = await netemBlob(body, digest);
+  const name = 'netem 100mbit-2ms, docker-registry';
+  if (typeof link === 'string') return [{ name: `cache rows over ${name}`, value: 0, unit: 'skipped', note: `(${link})` }];
+  try {
+    const rows: BenchRow[] = [];
+    const whole = new HttpTestSource(link.url, size);
+    const t1 = performance.now();
+    await whole.read(new Uint8Array(size), 0);
+    const wholeMBps = size / MiB / ((performance.now() - t1) / 1000);
+    await whole.close();
+    const src = await cache.open(digest, size, new HttpTestSource(link.url, size), { readAheadBytes: 0 });
+    const t0 = performance.now();
+    const r = await src.startBackgroundDownload({ chunk: 1 * MiB }).done;
+    if (!r.ok) throw r.error ?? new Error('background download failed');
+    const seconds = (performance.now() - t0) / 1000;
+    rows.push({ name: `cache background download 16 MiB (incl. sha256 verify), ${name}`, value: r.bytesFetched / MiB / seconds, unit: 'MB/s', peer: { name: 'one 16 MiB GET, no cache', value: wholeMBps }, note: '(1 MiB chunks; link 11.9 MiB/s)' });
+    await src.discard(); // cold again for the read figures
+    const rnd = lcg(9);
+    const units = Array.from({ length: size / UNIT }, (_, i) => i).sort(() => rnd() - 0.5).slice(0, 40);
+    const offsets = units.map((u) => u * UNIT + Math.floor(rnd() * (UNIT / (4 * KiB))) * 4 * KiB);
+    const direct = new HttpTestSource(link.url, size);
+    const peerCold = await latencies(direct, offsets, 4 * KiB);
+    await direct.close();
+    const cold = await latencies(src, offsets, 4 * KiB);
+    const peer = { name: 'same registry, 4 KiB range, no cache' };
+    rows.push(
+      { name: `cache cold 4K rand read p50, ${name}`, value: quantile(cold, 0.5), unit: 'ms', lowerIsBetter: true, peer: { ...peer, value: quantile(peerCold, 0.5) }, note: '(256 KiB refill per miss)' },
+      { name: `cache cold 4K rand read p99, ${name}`, value: quantile(cold, 0.99), unit: 'ms', lowerIsBetter: true, peer: { ...peer, value: quantile(peerCold, 0.99) } },
+    );
+    await src.close();
+    return rows;
+  } finally {
+    link.down();
+  }
+}
+
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const size = 64 * MiB;
@@ -94,7 +175,7 @@ export async function run(): Promise<BenchRow[]> {
 
     // Background download, unshaped loopback, and through the shaped link (16 MiB of it).
     const bgSrc = await cache.open(digest, size, new HttpTestSource(plain.url, size));
-    await bgSrc.flush();
+    await bgSrc.discard(); // the cold reads above cached some units: measure a full download
     const t0 = performance.now();
     const r = await bgSrc.startBackgroundDownload({ chunk: 1 * MiB }).done;
     if (!r.ok) throw r.error ?? new Error('background download failed');
@@ -104,13 +185,19 @@ export async function run(): Promise<BenchRow[]> {
     await whole.read(new Uint8Array(size), 0);
     const wholeSeconds = (performance.now() - t1) / 1000;
     await whole.close();
-    rows.push({ name: 'cache background download (incl. sha256 verify), loopback', value: r.bytesFetched / MiB / bgSeconds, unit: 'MB/s', peer: { name: 'one 64 MiB GET, no cache', value: size / MiB / wholeSeconds }, note: `(${(r.bytesFetched / MiB).toFixed(0)} MiB fetched, 1 MiB chunks)` });
+    rows.push({ name: 'cache background download (incl. sha256 verify), loopback', value: r.bytesFetched / MiB / bgSeconds, unit: 'MB/s', peer: { name: 'one 64 MiB GET, no cache', value: size / MiB / wholeSeconds }, note: '(64 MiB, 1 MiB chunks)' });
 
     // Warm: every unit present. The bitmap path (not yet marked complete) and the complete path.
     const peerFile = await FileSource.open(bgSrc.files.dataPath);
-    rows.push({ name: 'cache warm 4K rand read QD1 (complete blob)', value: await iops(bgSrc, size, 1, 2), unit: 'IOPS', peer: { name: 'pread of the cache data file (FileSource)', value: await iops(peerFile, size, 1, 2) } });
-    rows.push({ name: 'cache warm 4K rand read QD32 (complete blob)', value: await iops(bgSrc, size, 32, 2), unit: 'IOPS', peer: { name: 'pread of the cache data file (FileSource)', value: await iops(peerFile, size, 32, 2) } });
-    rows.push({ name: 'cache warm 1M seq read', value: await seqMBps(bgSrc, size), unit: 'MB/s', peer: { name: 'pread of the cache data file (FileSource)', value: await seqMBps(peerFile, size) } });
+    const filePeer = 'pread of the cache data file (FileSource)';
+    // Interleaved, best of two: the machine is shared and noisy.
+    const bestOf = async (f: (s: ByteSource) => Promise<number>) => {
+      const a = [await f(bgSrc), await f(peerFile), await f(bgSrc), await f(peerFile)];
+      return { value: Math.max(a[0]!, a[2]!), peer: { name: filePeer, value: Math.max(a[1]!, a[3]!) } };
+    };
+    rows.push({ name: 'cache warm 4K rand read QD1 (complete blob)', unit: 'IOPS', ...(await bestOf((s) => iops(s, size, 1, 1))) });
+    rows.push({ name: 'cache warm 4K rand read QD32 (complete blob)', unit: 'IOPS', ...(await bestOf((s) => iops(s, size, 32, 1))) });
+    rows.push({ name: 'cache warm 1M seq read', unit: 'MB/s', ...(await bestOf((s) => seqMBps(s, size))) });
     const warmLat = await latencies(bgSrc, offsets, 4 * KiB);
     rows.push({ name: 'cache warm 4K read p50', value: warmLat[Math.floor(warmLat.length / 2)]! * 1000, unit: 'us', lowerIsBetter: true });
     await peerFile.close();
@@ -133,6 +220,7 @@ export async function run(): Promise<BenchRow[]> {
     } finally {
       await shapedSmall.stop();
     }
+    rows.push(...(await netemRows(cache)));
   } finally {
     await cache.close();
     await shaped.stop();
