@@ -89,6 +89,8 @@ export class LayerApplier {
       this.stats.entries.directory++;
       return;
     }
+    // A hard link's target is checked before anything is made for the link itself.
+    const linkTarget = entry.type === 'hardlink' ? await this.hardlinkTarget(entry) : '';
     await this.root.checkParents(rel, entry.name, { create: true, onCreate: (p) => this.mine.add(p) });
     this.mine.add(rel);
     const path = this.root.abs(rel);
@@ -96,7 +98,7 @@ export class LayerApplier {
       case 'file': await this.file(rel, path, entry, body); break;
       case 'directory': await this.directory(rel, entry); break;
       case 'symlink': await this.symlink(rel, path, entry); break;
-      case 'hardlink': await this.hardlink(rel, path, entry); break;
+      case 'hardlink': await this.hardlink(rel, path, entry, linkTarget); break;
       case 'character-device': case 'block-device': case 'fifo': await this.special(rel, path, entry); break;
     }
     this.stats.entries[entry.type]++;
@@ -214,15 +216,23 @@ export class LayerApplier {
     await applyTimes(path, entry);
   }
 
-  /** Hard links share the target's inode, so the entry's own metadata is not applied (as GNU tar). */
-  private async hardlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
+  /** The root-relative path of an existing, non-directory hard-link target reached without symlinks. */
+  private async hardlinkTarget(entry: LayerEntry): Promise<string> {
     if (entry.linkname === '') throw new ApplyError(entry.name, 'hard link without a target');
     const targetRel = cleanEntryPath(entry.linkname, entry.name, 'hard link target');
     if (targetRel === '') throw new ApplyError(entry.name, 'hard link target is the root directory');
+    if (targetRel.startsWith(`${cleanEntryPath(entry.name)}/`)) {
+      throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} lies inside the path the link would replace`);
+    }
     const exists = await this.root.checkParents(targetRel, entry.name, { create: false, what: 'hard link target' });
     const target = exists ? await lstatOrNull(this.root.abs(targetRel), entry.name) : null;
     if (target === null) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} does not exist`);
     if (target.isDirectory()) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} is a directory`);
+    return targetRel;
+  }
+
+  /** Hard links share the target's inode, so the entry's own metadata is not applied (as GNU tar). */
+  private async hardlink(rel: string, path: string, entry: LayerEntry, targetRel: string): Promise<void> {
     if (targetRel === rel) return;
     await this.create(rel, path, entry, `a link to ${JSON.stringify(entry.linkname)}`, () => link(this.root.abs(targetRel), path));
   }

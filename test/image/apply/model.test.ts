@@ -111,6 +111,7 @@ class Model {
         if (!this.walk(op.target, false, mine)) throw new RefusedByModel(op.target);
         linked = this.nodes.get(op.target);
         if (linked === undefined || linked.type === 'dir') throw new RefusedByModel(op.target);
+        if (op.target.startsWith(`${op.path}/`)) throw new RefusedByModel(op.target);
       }
       this.walk(op.path, true, mine);
       touch(op.path);
