@@ -79,7 +79,7 @@ test('nothing is written through a symlink planted earlier in the same layer', a
   await refused(a, [sym('sent', '../sentinel'), f('sent/f', 'overwritten\n')], 'sent/f', /symlink/);
   await refused(a, [{ name: 'd', type: 'directory' }, sym('d/up', '../..'), { name: 'd/up/newdir', type: 'directory' }], 'd/up/newdir', /"d\/up", which is a symlink/);
   await refused(a, [sym('s3', '../sentinel'), { name: 's3/fifo', type: 'fifo' }], 's3/fifo', /symlink/);
-  await refused(a, [sym('s4', '../sentinel'), hard('s4/h', 'ok-target')], 's4/h', /symlink/);
+  await refused(a, [f('ok-target'), sym('s4', '../sentinel'), hard('s4/h', 'ok-target')], 's4/h', /symlink/);
   // A directory already checked, then replaced by a symlink within the same layer.
   const dirThenLink = (name: string): PackEntry[] => [{ name, type: 'directory' }, f(`${name}/x`), sym(name, '../sentinel'), f(`${name}/f`, 'overwritten\n')];
   await refused(a, dirThenLink('swap'), 'swap/f', /"swap", which is a symlink/);
