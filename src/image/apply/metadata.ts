@@ -86,8 +86,9 @@ export class DirTimes {
   async apply(abs: (rel: string) => string): Promise<void> {
     for (const [rel, d] of this.pending) {
       const path = abs(rel);
-      const st = await lstat(path);
-      if (!st.isDirectory() || st.ino !== d.ino) continue;
+      const st = await lstat(path).catch(() => null);
+      // Gone or replaced since (forget() should have dropped it): nothing of this entry to date.
+      if (st === null || !st.isDirectory() || st.ino !== d.ino) continue;
       try {
         await lutimes(path, d.atime, d.mtime);
       } catch (err) {
