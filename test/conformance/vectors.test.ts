@@ -7,6 +7,7 @@
  * are checked by test/format/zfile/conformance.test.ts.)
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -56,6 +57,14 @@ async function checkStack(lowers: LowerSpec[], want: Logical): Promise<void> {
 
 const singles = files.filter((e) => isLayer(e) && e.logical?.sha256);
 const stacked = files.filter((e) => isLayer(e) && (e.stacked_logical ?? e.logical?.stacked_logical)?.sha256);
+
+test('every vector file is intact (its own size and sha256 as the manifest states)', () => {
+  for (const e of files as Array<Entry & { size: number; sha256: string }>) {
+    const bytes = readFileSync(vector(e.name));
+    assert.equal(bytes.length, e.size, e.name);
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), e.sha256, e.name);
+  }
+});
 
 test('the manifest has the layer vectors this suite is written for', () => {
   assert.ok(singles.length >= 12, `single-layer vectors: ${singles.map((e) => e.name).join(', ')}`);
