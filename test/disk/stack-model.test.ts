@@ -1,7 +1,7 @@
 /**
  * The stack with a real writable layer on top, against a flat byte-array model: random sequences
  * of (unaligned) writes, trims, reads, flushes, concurrent writes sharing sectors, and commits
- * (the upper is compacted into a new read-only layer file, the stack reopened from files with a
+ * (the upper is compacted into a new read-only layer file, plain, ZFile or tar-wrapped ZFile, the stack reopened from files with a
  * fresh upper). Every read must equal the model.
  */
 import assert from 'node:assert/strict';
@@ -11,19 +11,22 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { LayerStack } from '../../src/disk/layer-stack.ts';
 import { DiskError } from '../../src/errors.ts';
-import { commitLayer } from '../../src/format/lsmt/commit.ts';
+import { commitToFile, type CommitFileOptions } from '../../src/format/lsmt/commit-file.ts';
 import type { ReadOnlyLayer } from '../../src/format/lsmt/types.ts';
 import { createWritableLayer, openWritableLayer, type LsmtWritableLayer } from '../../src/format/lsmt/writable.ts';
 import { openLayer } from '../../src/format/open-layer.ts';
-import { FileSink } from '../../src/io/sink.ts';
 import { tempDir } from '../helpers/env.ts';
+
+/** How a commit is written: plain LSMT, ZFile-compressed, or ZFile in a tar wrapper. */
+type Form = 'plain' | 'lz4' | 'zstd+tar';
+const FORM_OPTIONS: Record<Form, CommitFileOptions> = { plain: {}, lz4: { compress: 'lz4' }, 'zstd+tar': { compress: 'zstd', tar: true } };
 
 type Op =
   | { op: 'write'; off: number; len: number; seed: number }
   | { op: 'trim'; off: number; len: number }
   | { op: 'read'; off: number; len: number }
   | { op: 'flush' }
-  | { op: 'commit'; upperSize: 'inherit' | 'explicit' }
+  | { op: 'commit'; upperSize: 'inherit' | 'explicit'; form: Form }
   | { op: 'concurrent'; base: number; cuts: number[]; seed: number };
 
 function pattern(len: number, seed: number): Uint8Array {
@@ -44,7 +47,11 @@ function opsArb(size: number): fc.Arbitrary<Op[]> {
     { weight: 2, arbitrary: anyRange.map((r) => ({ op: 'trim' as const, ...r })) },
     { weight: 3, arbitrary: anyRange.map((r) => ({ op: 'read' as const, ...r })) },
     { weight: 1, arbitrary: fc.constant({ op: 'flush' as const }) },
-    { weight: 1, arbitrary: fc.constantFrom('inherit' as const, 'explicit' as const).map((upperSize) => ({ op: 'commit' as const, upperSize })) },
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.constantFrom('inherit' as const, 'explicit' as const), fc.constantFrom<Form>('plain', 'lz4', 'zstd+tar'))
+        .map(([upperSize, form]) => ({ op: 'commit' as const, upperSize, form })),
+    },
     {
       weight: 2,
       arbitrary: fc.tuple(fc.integer({ min: 0, max: 16_384 }), fc.uniqueArray(fc.integer({ min: 1, max: 2047 }), { minLength: 1, maxLength: 6 }),
@@ -86,12 +93,10 @@ class Harness {
     this.stack = await LayerStack.open({ lowers, upper: this.upper });
   }
 
-  async commit(upperSize: 'inherit' | 'explicit'): Promise<void> {
+  async commit(upperSize: 'inherit' | 'explicit', form: Form): Promise<void> {
     await this.stack.flush();
-    const path = join(this.dir, `layer${this.lowerPaths.length}.lsmt`);
-    const sink = await FileSink.create(path);
-    await commitLayer({ index: this.upper.snapshot(), data: this.upper.data, virtualSize: this.size }, sink);
-    await sink.close();
+    const path = join(this.dir, `layer${this.lowerPaths.length}.${form}`);
+    await commitToFile({ index: this.upper.snapshot(), data: this.upper.data, virtualSize: this.size }, path, FORM_OPTIONS[form]);
     await this.stack.close();
     this.lowerPaths.push(path);
     await this.newUpper(upperSize === 'inherit' ? 0 : this.size);
@@ -139,7 +144,7 @@ test('random writes, trims, flushes and commits read back like a flat byte array
               await h.stack.flush();
               break;
             case 'commit':
-              await h.commit(o.upperSize);
+              await h.commit(o.upperSize, o.form);
               assert.equal(h.stack.size, size);
               break;
             case 'concurrent': {
@@ -163,7 +168,7 @@ test('random writes, trims, flushes and commits read back like a flat byte array
           if (r.zero) assert.ok(model.subarray(r.offset, r.offset + r.length).every((b) => b === 0), `run ${r.offset}+${r.length} is reported zero`);
         }
         // Everything survives closing and reopening from the files.
-        await h.commit('inherit');
+        await h.commit('inherit', 'plain');
         await check(h.stack, model, 0, size);
       } finally {
         await h.stack.close();
