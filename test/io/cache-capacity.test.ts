@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Registry } from 'prom-client';
 import { BlobCache, type BlobCacheOptions } from '../../src/io/cache.ts';
-import { tempDir } from '../helpers/env.ts';
+import { requireSystem, tempDir } from '../helpers/env.ts';
 import { CountingSource, HttpTestSource } from './cache/http-source.ts';
 import { KiB, makeBlob, MiB } from './cache/fixture.ts';
 import { RangeServer } from './cache/range-server.ts';
@@ -125,4 +127,29 @@ test('low free disk space evicts closed blobs even under capacity', async (t) =>
   await h.src.close();
   await cache.settle();
   assert.equal(cache.list().length, 0);
+});
+
+test('a full cache file system (ENOSPC) still serves correct bytes from upstream and marks nothing present', async (t) => {
+  if (!requireSystem(t, { root: true, commands: ['mount', 'umount'] })) return;
+  const [a] = await blobs(t, 1, 3 * MiB);
+  const dir = await mkdtemp(join(tmpdir(), 'dadi-cache-enospc-'));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  assert.equal(mounted.status, 0, mounted.stderr?.toString());
+  const cache = await BlobCache.open({ dir, capacityBytes: 1 << 30, refillUnit: 256 * KiB, metricsRegistry: null });
+  try {
+    const { src } = await openBlob(cache, a!);
+    const dst = new Uint8Array(3 * MiB);
+    assert.equal(await src.read(dst, 0), dst.length);
+    assert.deepEqual(Buffer.from(dst), a!.body);
+    assert.ok(src.map.presentBytes < 3 * MiB, 'units whose write failed are not present');
+    assert.match(src.stats.lastError ?? '', /ENOSPC/);
+    // Present units read back correctly; the rest is fetched again, correctly.
+    dst.fill(0);
+    assert.equal(await src.read(dst, 0), dst.length);
+    assert.deepEqual(Buffer.from(dst), a!.body);
+  } finally {
+    await cache.close();
+    spawnSync('umount', [dir]);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
