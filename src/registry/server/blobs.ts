@@ -1,5 +1,6 @@
 /** Blob reads: GET/HEAD `/v2/<name>/blobs/<digest>`, with single-range `Range` support; DELETE unlinks. */
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isDigest } from '../digest.ts';
@@ -63,8 +64,23 @@ export async function getBlob(storage: Storage, name: string, digest: string, re
   }
   const from = range ? range.start : 0;
   const to = range ? range.end : size - 1;
+  if (to - from + 1 <= SMALL_READ) {
+    // Small ranges (the lazy-loading case): one positional read, no stream machinery.
+    const buf = Buffer.allocUnsafe(to - from + 1);
+    const fh = await open(storage.blobPath(digest), 'r');
+    try {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+      if (bytesRead !== buf.length) throw new Error(`blob ${digest} is shorter than its recorded size`);
+    } finally {
+      await fh.close();
+    }
+    res.end(buf);
+    return;
+  }
   await pipeline(createReadStream(storage.blobPath(digest), { start: from, end: to }), res);
 }
+
+const SMALL_READ = 1 << 20;
 
 export async function deleteBlob(storage: Storage, name: string, digest: string, res: ServerResponse): Promise<void> {
   checkBlobDigest(digest);

@@ -8,6 +8,9 @@
  *   ROOT/repositories/<name>/_links/manifests/<hex>     the manifest's media type
  * The `_` prefixes cannot collide with a nested repository (components start with [a-z0-9]), and
  * names and digests are validated by the router before they reach a path.
+ *
+ * Blob sizes (content-addressed, so immutable) and link contents are cached in memory: a ranged
+ * read then costs one positional read. One server process owns a root at a time.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -17,7 +20,12 @@ import { isRepositoryName, isTag } from '../names.ts';
 
 const SHA256 = /^sha256:([a-f0-9]{64})$/;
 
+const MAX_CACHED = 100_000;
+
 export class Storage {
+  private readonly sizes = new Map<string, number>();
+  private readonly links = new Map<string, string>();
+
   constructor(readonly root: string) {}
 
   async init(): Promise<void> {
@@ -42,8 +50,12 @@ export class Storage {
 
   /** The blob's size, or undefined when it is not stored. */
   async blobSize(digest: string): Promise<number | undefined> {
+    const cached = this.sizes.get(digest);
+    if (cached !== undefined) return cached;
     try {
-      return (await stat(this.blobPath(digest))).size;
+      const size = (await stat(this.blobPath(digest))).size;
+      remember(this.sizes, digest, size);
+      return size;
     } catch {
       return undefined;
     }
@@ -73,21 +85,30 @@ export class Storage {
   }
 
   async link(name: string, kind: 'blobs' | 'manifests', digest: string, content = ''): Promise<void> {
-    await atomicWrite(this.linkPath(name, kind, digest), content, join(this.root, 'uploads'));
+    const path = this.linkPath(name, kind, digest);
+    await atomicWrite(path, content, join(this.root, 'uploads'));
+    remember(this.links, path, content);
   }
 
   /** The link's content (a manifest's media type), or undefined when not linked. */
   async linked(name: string, kind: 'blobs' | 'manifests', digest: string): Promise<string | undefined> {
+    const path = this.linkPath(name, kind, digest);
+    const cached = this.links.get(path);
+    if (cached !== undefined) return cached;
     try {
-      return await readFile(this.linkPath(name, kind, digest), 'utf8');
+      const content = await readFile(path, 'utf8');
+      remember(this.links, path, content);
+      return content;
     } catch {
       return undefined;
     }
   }
 
   async unlink(name: string, kind: 'blobs' | 'manifests', digest: string): Promise<boolean> {
+    const path = this.linkPath(name, kind, digest);
+    this.links.delete(path);
     try {
-      await rm(this.linkPath(name, kind, digest));
+      await rm(path);
       return true;
     } catch {
       return false;
@@ -181,6 +202,12 @@ export class Storage {
   async removeUpload(id: string): Promise<void> {
     await rm(this.uploadPath(id), { force: true });
   }
+}
+
+/** Caches a fact, dropping everything when the cache gets large (a crude but bounded policy). */
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  if (map.size >= MAX_CACHED) map.clear();
+  map.set(key, value);
 }
 
 /** sha256 of a file, streamed. */
