@@ -50,7 +50,9 @@ async function waitForServer(rec: MountRecord, exited: Promise<number | null>, t
   for (;;) {
     if (await canConnect(rec.server.socket)) return;
     if (exitCode !== undefined || !isRunning(rec.server.identity)) {
-      throw new HostStepError('start server', `${rec.server.argv.join(' ')} exited (code ${exitCode ?? '?'}) before listening`, await logTail(rec.server.log));
+      // /proc may show the exit before Node delivers it; give the exit event a moment.
+      exitCode ??= await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 500, undefined))]);
+      throw new HostStepError('start server', `${rec.server.argv.join(' ')} exited (code ${exitCode ?? 'unknown'}) before listening`, await logTail(rec.server.log));
     }
     if (Date.now() >= deadline) {
       throw new HostStepError('start server', `no NBD server listening on ${rec.server.socket} after ${timeoutMs} ms`, await logTail(rec.server.log));

@@ -36,8 +36,9 @@ export async function startNbdfuse(
       if (size > 0) return { dir, file, nbdfuse: identity };
     }
     if (exitCode !== undefined || !isRunning(identity)) {
+      exitCode ??= await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 500, undefined))]);
       const log = await readFile(opts.logFile, 'utf8').catch(() => '');
-      throw new HostStepError('start nbdfuse', `${argv.join(' ')} exited (code ${exitCode ?? '?'}) before serving`, log);
+      throw new HostStepError('start nbdfuse', `${argv.join(' ')} exited (code ${exitCode ?? 'unknown'}) before serving`, log);
     }
     if (Date.now() >= deadline) {
       const log = await readFile(opts.logFile, 'utf8').catch(() => '');

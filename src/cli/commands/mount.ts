@@ -30,8 +30,8 @@ export function register(program: Command): void {
     .description('serve an image (device config JSON, or layer files lowest first) and mount its file system on DIR')
     .argument('[image-and-dir...]', 'IMAGE|LAYER... DIR — the image (or its layers, lowest first), then the mount point')
     .option('--writable <dir>', 'keep a writable layer in DIR (created if empty; size from the lowers unless --size)')
-    .option('--read-only', 'mount read-only (the default when there is no writable layer)')
-    .option('--size <size>', 'virtual size of a new writable layer, e.g. 10G')
+    .option('--read-only', 'serve and mount read-only (the default when there is no writable layer; with --writable, the layer is only read)')
+    .option('--size <size>', 'virtual size of a new writable layer (default: that of the lowers), e.g. 10G')
     .option('-o, --options <opts>', 'extra mount options, comma-separated')
     .option('--json', 'print the mount record as JSON')
     .option('--list', 'list the dadi mounts instead ($DADI_STATE_DIR, default /run/dadi)')
@@ -43,7 +43,6 @@ export function register(program: Command): void {
         return;
       }
       if (args.length < 2) throw new Error('dadi mount needs IMAGE (or layer files) and DIR');
-      if (opts.readOnly && opts.writable) throw new Error('--read-only and --writable exclude each other');
       const { resolve } = await import('node:path');
       const { mountImage } = await import('../../host/image-mount.ts');
       const image = args.slice(0, -1);
@@ -59,6 +58,7 @@ export function register(program: Command): void {
         server: (socket) => [
           ...selfArgv(), 'serve', ...image, '--listen', `unix:${socket}`,
           ...(writable ? ['--writable', writable] : []),
+          ...(opts.readOnly ? ['--read-only'] : []),
           ...(opts.size ? ['--size', opts.size] : []),
         ],
       });
