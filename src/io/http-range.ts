@@ -16,6 +16,11 @@ export class HttpRangeSource implements ByteSource {
     this.name = `${client.url(repo.registry, `/v2/${repo.repository}/blobs/${digest}`)}`;
   }
 
+  /** A blob named by a manifest descriptor (digest and size). */
+  static fromDescriptor(client: RegistryClient, repo: RepositoryRef, d: { digest: string; size: number }): HttpRangeSource {
+    return new HttpRangeSource(client, repo, d.digest, d.size);
+  }
+
   /** Opens a blob whose size is unknown, asking the registry (HEAD). */
   static async open(client: RegistryClient, repo: RepositoryRef, digest: string): Promise<HttpRangeSource> {
     return new HttpRangeSource(client, repo, digest, await client.blobs.size(repo, digest));

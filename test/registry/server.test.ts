@@ -211,3 +211,20 @@ test('a client vanishing mid-upload leaves the session at its last good offset a
   assert.equal(status.headers.range, '0-0');
   assert.equal((await raw(reg.url, 'GET', '/v2/')).status, 200);
 });
+
+test('idle upload sessions are swept with their data; a restart clears leftovers', async (t) => {
+  const reg = await startEmbeddedRegistry(t, { uploadIdleMs: 1000 });
+  const start = await raw(reg.url, 'POST', '/v2/idle/blobs/uploads/');
+  const loc = start.headers.location as string;
+  assert.equal((await raw(reg.url, 'PATCH', loc, Buffer.from('abc'))).status, 202);
+  assert.equal(await reg.server.sweepUploads(Date.now()), 0);
+  assert.equal(await reg.server.sweepUploads(Date.now() + 1500), 1);
+  assert.equal((await raw(reg.url, 'GET', loc)).status, 404);
+  assert.deepEqual(await readdir(join(reg.root, 'uploads')), []);
+
+  const s2 = await raw(reg.url, 'POST', '/v2/idle/blobs/uploads/');
+  await raw(reg.url, 'PATCH', s2.headers.location as string, Buffer.from('left behind'));
+  await reg.stop();
+  const again = await startEmbeddedRegistry(t, { root: reg.root });
+  assert.deepEqual(await readdir(join(again.root, 'uploads')), []);
+});

@@ -20,7 +20,9 @@ export function register(program: Command): void {
         if (!Number.isFinite(lifetime) || lifetime <= 0) throw new Error(`invalid --token-lifetime ${opts.tokenLifetime}`);
         auth = { ...auth, tokenLifetimeSeconds: lifetime };
       }
-      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}) });
+      const { log } = await import('../../util/log.ts');
+      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}),
+        onRequest: (e) => log.debug({ method: e.method, url: e.url, status: e.status }, 'registry request') });
       process.stdout.write(`${server.url}\n`);
       await new Promise<void>((resolve) => {
         const stop = (): void => {

@@ -20,6 +20,8 @@ export interface RegistryServerOptions {
   /** Port (default 0: any free port). */
   port?: number;
   auth?: ServerAuthConfig;
+  /** Upload sessions idle this long are dropped (default one hour). */
+  uploadIdleMs?: number;
   /** Called for every request once answered, e.g. for logs or test assertions. */
   onRequest?: (entry: RequestLogEntry) => void;
 }
@@ -43,7 +45,7 @@ export class RegistryServer {
   constructor(private readonly opts: RegistryServerOptions) {
     this.storage = new Storage(opts.root);
     if (opts.auth) this.auth = new ServerAuth(opts.auth);
-    this.uploads = new Uploads(this.storage);
+    this.uploads = new Uploads(this.storage, opts.uploadIdleMs);
     this.http = createServer((req, res) => { void this.handle(req, res); });
     this.http.keepAliveTimeout = 30_000;
   }
@@ -75,10 +77,16 @@ export class RegistryServer {
   }
 
   async stop(): Promise<void> {
+    this.uploads.stop();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
     });
+  }
+
+  /** Drops idle upload sessions now (also done on a timer). */
+  sweepUploads(now?: number): Promise<number> {
+    return this.uploads.sweep(now);
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -28,8 +28,10 @@ export class Storage {
 
   constructor(readonly root: string) {}
 
+  /** Creates the folders; upload sessions of an earlier process are unknown to this one, so their files go. */
   async init(): Promise<void> {
     for (const d of ['blobs/sha256', 'uploads', 'repositories']) await mkdir(join(this.root, d), { recursive: true });
+    for (const f of await readdir(join(this.root, 'uploads'))) await rm(join(this.root, 'uploads', f), { force: true, recursive: true });
   }
 
   private hex(digest: string): string {

@@ -13,12 +13,36 @@ import { checkBlobDigest, linkedBlobSize } from './blobs.ts';
 import { HttpError, err, sendEmpty } from './http.ts';
 import { fileDigest, type Storage } from './storage.ts';
 
-interface Session { name: string; queue: Promise<unknown> }
+interface Session { name: string; queue: Promise<unknown>; touched: number }
+
+/** Sessions idle this long are dropped with their data (clients abandon uploads). */
+export const DEFAULT_UPLOAD_IDLE_MS = 60 * 60 * 1000;
 
 export class Uploads {
   private readonly sessions = new Map<string, Session>();
 
-  constructor(private readonly storage: Storage) {}
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly storage: Storage, private readonly idleMs = DEFAULT_UPLOAD_IDLE_MS) {
+    this.sweeper = setInterval(() => void this.sweep(), Math.min(idleMs, 60_000));
+    this.sweeper.unref();
+  }
+
+  /** Drops sessions nobody has touched for `idleMs`. */
+  async sweep(now = Date.now()): Promise<number> {
+    let dropped = 0;
+    for (const [id, s] of this.sessions) {
+      if (now - s.touched < this.idleMs) continue;
+      this.sessions.delete(id);
+      await this.storage.removeUpload(id);
+      dropped++;
+    }
+    return dropped;
+  }
+
+  stop(): void {
+    clearInterval(this.sweeper);
+  }
 
   /** POST /v2/<name>/blobs/uploads/ */
   async start(name: string, url: URL, req: IncomingMessage, res: ServerResponse, mayMountFrom: (from: string) => boolean): Promise<void> {
@@ -47,7 +71,7 @@ export class Uploads {
       return;
     }
     req.resume();
-    this.sessions.set(id, { name, queue: Promise.resolve() });
+    this.sessions.set(id, { name, queue: Promise.resolve(), touched: Date.now() });
     sendEmpty(res, 202, { location: `/v2/${name}/blobs/uploads/${id}`, range: '0-0', 'docker-upload-uuid': id });
   }
 
@@ -55,6 +79,7 @@ export class Uploads {
   private serial<T>(name: string, id: string, fn: () => Promise<T>): Promise<T> {
     const s = this.sessions.get(id);
     if (!s || s.name !== name) throw err.uploadUnknown();
+    s.touched = Date.now();
     const run = s.queue.then(fn, fn);
     s.queue = run.catch(() => undefined);
     return run;
