@@ -29,15 +29,24 @@ async function walkDisk(disk: Disk, onRun: (offset: number, bytes: Uint8Array | 
   }
 }
 
-/** Writes the whole disk to a writable stream (e.g. stdout), zeros included. */
+/**
+ * Writes the whole disk to a writable stream (e.g. stdout), zeros included. A stream error
+ * (EPIPE when the reader went away) rejects instead of being an unhandled 'error' event.
+ */
 export async function copyDiskToStream(disk: Disk, out: Writable): Promise<void> {
+  let failure: Error | undefined;
+  const onError = (err: Error): void => { failure ??= err; };
+  out.on('error', onError);
   const write = (b: Uint8Array): Promise<void> => new Promise((resolve, reject) => {
+    if (failure) return reject(failure);
     // Waiting for the callback lets the caller reuse `b` afterwards.
-    out.write(b, (err) => (err ? reject(err) : resolve()));
+    out.write(b, (err) => (err || failure ? reject(err ?? failure) : resolve()));
   });
   await walkDisk(disk, async (_offset, bytes, length) => {
     await write(bytes ?? ZEROS.subarray(0, length));
   });
+  // On failure the listener stays: the stream may still emit its error later.
+  out.off('error', onError);
 }
 
 /**

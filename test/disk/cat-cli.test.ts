@@ -71,6 +71,17 @@ test('dadi cat --upper stacks a writable layer; --size overrides the size; a DAT
   assert.ok(head.some((b) => b !== 0), 'the first 64 KiB of A hold data');
 });
 
+test('dadi cat stops quietly when the reader closes the pipe early', async () => {
+  const [cmd, argv] = dadiArgv(['cat', vector('A.lsmt')]);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.once('data', () => child.stdout.destroy());
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(stderr, '');
+  assert.equal(code, 0);
+});
+
 test('dadi cat names a file that is not a layer', async () => {
   const r = await runDadi(['cat', vector('layer1.tar')]);
   assert.equal(r.code, 1);

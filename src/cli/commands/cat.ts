@@ -36,7 +36,12 @@ export function register(program: Command): void {
             await fh.close();
           }
         } else {
-          await copyDiskToStream(stack, process.stdout);
+          try {
+            await copyDiskToStream(stack, process.stdout);
+          } catch (e) {
+            // The reader closed the pipe (`dadi cat ... | head`): not an error of ours.
+            if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+          }
         }
       } finally {
         await stack.close();
