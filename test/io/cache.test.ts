@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -257,4 +258,31 @@ test('bad digests and mismatched sizes are refused', async (t) => {
   const up = (await f.open()).up;
   await assert.rejects(f.cache.open('sha256:../../etc', 4096, up), /not a sha256 digest/);
   await assert.rejects(f.cache.open(f.digest.replace(/.$/, '0'), 8192, up), /has 4096 bytes, expected 8192/);
+});
+
+test('kill -9 without close: units cached before the periodic map flush survive, and nothing else is trusted', async (t) => {
+  const f = await fixture(t, { size: 2 * MiB });
+  await f.cache.close();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'cache', 'crash-child.ts'),
+    f.dir, f.server.url, f.digest, String(f.body.length), String(U), '5', '1', '4'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('cached')) resolve(); });
+    child.on('exit', (code) => reject(new Error(`child exited early (${code})`)));
+  });
+  await new Promise((r) => setTimeout(r, 400)); // longer than the 100 ms flush delay
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  assert.equal(f.server.requests.length, 3);
+  await f.reopen();
+  const { src, up } = await f.open({ readAheadBytes: 0 });
+  const dst = new Uint8Array(U);
+  for (const u of [5, 1, 4]) {
+    await src.read(dst, u * U);
+    assert.deepEqual(Buffer.from(dst), f.body.subarray(u * U, (u + 1) * U));
+  }
+  assert.equal(up.requests, 0, 'the flushed units were served from the cache');
+  await src.read(dst, 2 * U);
+  assert.deepEqual(Buffer.from(dst), f.body.subarray(2 * U, 3 * U));
+  assert.equal(up.requests, 1);
 });
