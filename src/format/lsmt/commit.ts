@@ -52,12 +52,17 @@ export interface CommitResult {
   indexOffset: number;
 }
 
-/** Appends records with upstream's neighbour merge (`compress_raw_index`) applied as they come. */
+/**
+ * Appends a record with upstream's neighbour merge (`compress_raw_index`) applied as records come
+ * (a left fold, so the result is the same). `mend` of a zeroed record is its moffset, so adjacent
+ * zeroed extents merge too.
+ */
 function pushMerged(out: SegmentArrays, off: number, len: number, moff: number, zeroed: number, tag: number): void {
   const j = out.count - 1;
   if (j >= 0) {
     const l = out.length[j]!;
-    if (out.offset[j]! + l === off && out.moffset[j]! + l === moff && out.zeroed[j] === zeroed
+    const mend = out.zeroed[j] ? out.moffset[j]! : out.moffset[j]! + l;
+    if (out.offset[j]! + l === off && mend === moff && out.zeroed[j] === zeroed
       && out.tag[j] === tag && l + len < MAX_EXTENT_SECTORS) {
       out.length[j] = l + len;
       return;
@@ -92,13 +97,16 @@ export async function commitLayer(src: CommitSource, out: Sink, opts: CommitOpti
       pushMerged(records, off, len, pos / SECTOR, 1, tag);
       continue;
     }
-    pushMerged(records, off, len, pos / SECTOR, 0, tag);
+    // Upstream's pcopy emits one record per 32 KiB chunk and only then merges, so a long run
+    // splits where the chunk that would reach 16383 sectors begins (e.g. 16320 + 63).
     let from = idx.moffset[i]! * SECTOR;
+    let lba = off;
     let left = len * SECTOR;
     while (left > 0) {
       const n = Math.min(left, COPY_CHUNK);
+      pushMerged(records, lba, n / SECTOR, pos / SECTOR, 0, tag);
       await stager.copy(from, n);
-      from += n; left -= n; pos += n;
+      from += n; left -= n; pos += n; lba += n / SECTOR;
     }
   }
   await stager.drain();

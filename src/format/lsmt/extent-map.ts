@@ -112,7 +112,8 @@ export class ExtentMap {
       if (eEnd > end) {
         // The new extent falls inside: split into head, new, tail.
         const delta = end - eOff;
-        const tailMoff = c.moff[i]! + delta;
+        // Upstream `forward_offset_to` moves moffset for data extents only.
+        const tailMoff = c.zero[i] ? c.moff[i]! : c.moff[i]! + delta;
         const tailZero = c.zero[i]!;
         c.len[i] = offset - eOff;
         this.insertAt(ci, i + 1, end, eEnd - end, tailMoff, tailZero);
@@ -148,7 +149,7 @@ export class ExtentMap {
       const delta = end - c.off[i]!;
       c.off[i] = end;
       c.len[i] = c.len[i]! - delta;
-      c.moff[i] = c.moff[i]! + delta;
+      if (!c.zero[i]) c.moff[i] = c.moff[i]! + delta;
     }
     this.insertAt(ci, i, offset, length, moffset, zeroed);
   }

@@ -19,6 +19,12 @@ export interface ReplayResult {
   /** Bytes of the index file holding whole records (where the next record goes). */
   validIndexBytes: number;
   skipped: number;
+  /**
+   * File offsets of whole records that were ignored. A writer must overwrite them with invalid
+   * records: a record pointing past today's data end would otherwise come alive once the data
+   * file grows past it again.
+   */
+  ignoredRecordOffsets: number[];
 }
 
 /** Reads the log of `index` (from byte 4096) into a level-0 map, checking against the data size. */
@@ -29,6 +35,7 @@ export async function replayIndexLog(index: ByteSource, dataSize: number, indexN
     throw new FormatError(indexName, HT_SPACE, `index log holds ${n} records; at most ${MAX_RW_RECORDS} are allowed`);
   }
   let skipped = 0;
+  const ignoredRecordOffsets: number[] = [];
   if (logBytes % RECORD_SIZE !== 0) {
     skipped++;
     log.warn({ file: indexName, offset: HT_SPACE + n * RECORD_SIZE }, 'ignoring a partial record at the end of the index log (torn write)');
@@ -52,6 +59,7 @@ export async function replayIndexLog(index: ByteSource, dataSize: number, indexN
       const at = base + numbers[j]! * RECORD_SIZE;
       if (len === 0) {
         skipped++;
+        ignoredRecordOffsets.push(at);
         log.warn({ file: indexName, offset: at }, 'ignoring an empty index record (an unwritten slot left by a crash)');
         continue;
       }
@@ -60,6 +68,7 @@ export async function replayIndexLog(index: ByteSource, dataSize: number, indexN
       }
       if (batch.zeroed[j] === 0 && moff + len > dataSectors) {
         skipped++;
+        ignoredRecordOffsets.push(at);
         log.warn({ file: indexName, offset: at, moffset: moff, length: len, dataSectors },
           'ignoring an index record whose data lies past the data file end (torn write)');
         continue;
@@ -67,5 +76,5 @@ export async function replayIndexLog(index: ByteSource, dataSize: number, indexN
       map.insert(batch.offset[j]!, len, moff, batch.zeroed[j]!);
     }
   }
-  return { map, validIndexBytes: HT_SPACE + n * RECORD_SIZE, skipped };
+  return { map, validIndexBytes: HT_SPACE + n * RECORD_SIZE, skipped, ignoredRecordOffsets };
 }

@@ -13,7 +13,7 @@ import type { ByteSource } from '../../io/types.ts';
 import { ExtentMap } from './extent-map.ts';
 import { decodeHeader, encodeHeader, FLAG_HEADER, FLAG_TYPE_DATA, headerFields, HT_SPACE, normalizeUuid } from './header.ts';
 import { replayIndexLog } from './log-replay.ts';
-import { encodeRecord, RECORD_SIZE } from './records.ts';
+import { encodeInvalidRecord, encodeRecord, RECORD_SIZE } from './records.ts';
 import { MAX_EXTENT_SECTORS, SECTOR, type ExtentVisitor, type LsmtHeaderFields, type SegmentIndex, type WritableLayer } from './types.ts';
 
 /** Writes are split into pieces of at most 4 MiB, as upstream does. */
@@ -280,9 +280,15 @@ export async function openWritableLayer(dataPath: string, indexPath: string, opt
     await readHeaderOf(indexFh, indexPath, indexSize, false);
     const ifh = indexFh;
     const indexSrc = new GrowingFileSource(ifh, () => indexSize, indexPath);
-    const { map, validIndexBytes } = await replayIndexLog(indexSrc, dataSize, indexPath);
-    // Drop a torn partial record so new records stay 16-byte aligned.
+    const { map, validIndexBytes, ignoredRecordOffsets } = await replayIndexLog(indexSrc, dataSize, indexPath);
+    // Drop a torn partial record so new records stay 16-byte aligned, and neutralise ignored ones.
     if (validIndexBytes < indexSize) await indexFh.truncate(validIndexBytes);
+    if (ignoredRecordOffsets.length > 0) {
+      const invalid = new Uint8Array(RECORD_SIZE);
+      encodeInvalidRecord(new DataView(invalid.buffer), 0);
+      for (const at of ignoredRecordOffsets) await writeAll(indexFh, invalid, at);
+    }
+    if (validIndexBytes < indexSize || ignoredRecordOffsets.length > 0) await indexFh.datasync();
     const dataEof = Math.ceil(dataSize / SECTOR) * SECTOR;
     return new LsmtWritableLayer(dataPath, header, dataFh, indexFh, map, dataEof, validIndexBytes, checkTag(opts.tag));
   } catch (e) {

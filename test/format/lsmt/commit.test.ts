@@ -113,3 +113,29 @@ test('commit -z lz4 --bs 4K -t of A: same wrapping as A.lz4.bs4.tar.zlsmt, inner
     await ref.close();
   }
 });
+
+test('merge rule as upstream: records per 32 KiB chunk, merged while the length stays < 16383; zeroed neighbours merge', async () => {
+  const { SegmentArrays } = await import('../../../src/format/lsmt/records.ts');
+  const { MemorySource } = await import('../../../src/io/memory.ts');
+  const { openReadOnlyLayer } = await import('../../../src/format/lsmt/readonly.ts');
+  const idx = new SegmentArrays();
+  // Two 4 MiB data extents contiguous in LBA, then three zeroed neighbours, then a data extent.
+  idx.push(0, 8192, 8, 0);
+  idx.push(8192, 8192, 8 + 8192, 0);
+  idx.push(20000, 100, 8, 1);
+  idx.push(20100, 100, 8, 1);
+  idx.push(20200, 16300, 8, 1);
+  idx.push(40000, 10, 8, 0);
+  const data = new Uint8Array((8 + 16384) * 512);
+  for (let i = 4096; i < data.length; i++) data[i] = i % 253;
+  const sink = new MemorySink();
+  await commitLayer({ index: idx.trimmed(), data: new MemorySource(data), virtualSize: 64 << 20 }, sink);
+  const layer = await openReadOnlyLayer(new MemorySource(sink.bytes(), 'merge.lsmt'), 'merge.lsmt');
+  const got = Array.from({ length: layer.index.count }, (_, i) =>
+    [layer.index.offset[i], layer.index.length[i], layer.index.moffset[i], layer.index.zeroed[i]]);
+  assert.deepEqual(got, [
+    [0, 16320, 8, 0], [16320, 64, 16328, 0],
+    [20000, 200, 16392, 1], [20200, 16300, 16392, 1],
+    [40000, 10, 16392, 0],
+  ]);
+});

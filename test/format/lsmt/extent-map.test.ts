@@ -12,6 +12,7 @@ function check(map: ExtentMap, model: (number | undefined)[]): void {
     assert.ok(n > 0);
     prevEnd = s + n;
     for (let k = 0; k < n; k++) seen[s + k] = z ? -1 : m + k;
+    if (z) assert.ok(m >= 8, 'zeroed extents keep a valid moffset');
   });
   assert.deepEqual(seen, model);
   const idx = map.toIndex();

@@ -150,9 +150,12 @@ test('crash leftovers: a torn record and a record past the data end are ignored;
   const reopened = await openWritableLayer(data, index);
   assert.ok(Buffer.from(await readAll(reopened)).equals(acknowledged));
   await reopened.write(fill(1024, 7), 0);
+  // Grow the data file past the stale record's moffset (4000): it must not come alive.
+  for (let k = 0; k < 17; k++) await reopened.write(fill(128 * 1024, 8), 128 * 1024);
   await reopened.close();
   const expect = Buffer.from(acknowledged);
   expect.set(fill(1024, 7), 0);
+  expect.set(fill(128 * 1024, 8), 128 * 1024);
   const third = await openWritableLayer(data, index);
   t.after(() => third.close());
   assert.ok(Buffer.from(await readAll(third)).equals(expect), 'a write after recovery was lost');
