@@ -1,6 +1,7 @@
 /** Worker thread body: compresses batches posted by CompressPool and posts the results back. */
 import { parentPort } from 'node:worker_threads';
 import { compressBatch, type BatchSpec } from './batch.ts';
+import { replyError, type WorkerReply } from './worker-pool.ts';
 
 export interface BatchRequest {
   spec: BatchSpec;
@@ -9,18 +10,22 @@ export interface BatchRequest {
   output: ArrayBuffer;
 }
 
-export type BatchReply =
-  | { ok: true; input: ArrayBuffer; output: ArrayBuffer; outLength: number; lengths: Uint32Array }
-  | { ok: false; input: ArrayBuffer; output: ArrayBuffer; error: string };
+export interface BatchReply {
+  input: ArrayBuffer;
+  output: ArrayBuffer;
+  outLength: number;
+  lengths: Uint32Array;
+}
 
 parentPort!.on('message', (req: BatchRequest) => {
+  let reply: WorkerReply<BatchReply>;
   try {
     const r = compressBatch(req.spec, new Uint8Array(req.input, 0, req.inputLength), new Uint8Array(req.output));
-    const out = r.output.buffer as ArrayBuffer;
-    const reply: BatchReply = { ok: true, input: req.input, output: out, outLength: r.outLength, lengths: r.lengths };
-    parentPort!.postMessage(reply, [req.input, out, r.lengths.buffer as ArrayBuffer]);
+    reply = { ok: true, result: { input: req.input, output: r.output.buffer as ArrayBuffer, outLength: r.outLength, lengths: r.lengths } };
   } catch (err) {
-    const reply: BatchReply = { ok: false, input: req.input, output: req.output, error: String((err as Error)?.stack ?? err) };
-    parentPort!.postMessage(reply, [req.input, req.output]);
+    reply = { ok: false, ...replyError(err),
+      result: { input: req.input, output: req.output, outLength: 0, lengths: new Uint32Array(0) } };
   }
+  const res = reply.result;
+  parentPort!.postMessage(reply, [res.input, ...(res.output === res.input ? [] : [res.output]), res.lengths.buffer as ArrayBuffer]);
 });

@@ -11,12 +11,15 @@ import { FormatError } from '../../errors.ts';
 import { FileSource } from '../../io/file.ts';
 import { FileSink, StreamSink, type Sink } from '../../io/sink.ts';
 import type { ByteSource } from '../../io/types.ts';
-import { isTar, openTarPayload } from '../tar/reader.ts';
 import { TarWrapSink } from '../tar/writer.ts';
-import { isZFile, ZFileReader } from './reader.ts';
+import { openZFile } from './open.ts';
+import type { ZFileReader } from './reader.ts';
+import { parallelCopyOut } from './parallel-decompress.ts';
 import { ZFileWriter, type ZFileWriterOptions } from './writer.ts';
 
 const CHUNK = 4 << 20;
+/** Below this size decompressing on worker threads costs more than it saves. */
+const PARALLEL_BYTES = 16 << 20;
 
 export interface CompressOptions extends ZFileWriterOptions {
   tar?: boolean;
@@ -43,19 +46,6 @@ export async function compressFile(input: string, output: string, opts: Compress
   await writer.close();
 }
 
-/** Opens a ZFile, unwrapping a tar wrapper when the bytes show one; fails clearly on anything else. */
-export async function openZFile(src: ByteSource, opts: { verify?: boolean } = {}): Promise<ZFileReader> {
-  const head = new Uint8Array(Math.min(512, src.size));
-  await src.read(head, 0);
-  let payload = src;
-  if (isTar(head)) {
-    payload = await openTarPayload(src);
-    await payload.read(head.subarray(0, Math.min(head.length, payload.size)), 0);
-  }
-  if (!isZFile(head)) throw new FormatError(src.name ?? 'input', payload === src ? 0 : 1536, 'not a ZFile (no ZFile magic)');
-  return ZFileReader.open(payload, opts);
-}
-
 /**
  * Decompresses the ZFile `input` (path or '-') to `output` (path or '-'). Block CRCs are checked
  * whenever the file has them; `verify` additionally insists that it has them.
@@ -80,7 +70,8 @@ export async function decompressFile(input: string, output: string, opts: { veri
       }
       const sink: Sink = output === '-' ? new StreamSink(process.stdout) : await FileSink.create(output);
       try {
-        await copyOut(reader, sink);
+        if (reader.size >= PARALLEL_BYTES) await parallelCopyOut(path, name, reader.size, sink);
+        else await copyOut(reader, sink);
       } finally {
         await sink.close();
       }
