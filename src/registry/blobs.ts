@@ -8,7 +8,9 @@ import type { RegistryClient, RepositoryRef } from './client.ts';
 import { repositoryScope } from './auth.ts';
 import { checkDigest, hasherFor, sha256Digest } from './digest.ts';
 import { RegistryError } from './errors.ts';
-import { TransientError, drain, header, type HttpResponse } from './transport.ts';
+import { TransientError, drain, header, parseContentRange, type HttpResponse } from './transport.ts';
+import { downloadBlob, uploadBlobFrom, type ChunkSink, type SourceUploadOptions } from './blob-transfer.ts';
+import type { ByteSource } from '../io/types.ts';
 
 export interface UploadOptions {
   /** Send the blob in PATCH chunks of this many bytes (default: one monolithic PUT). */
@@ -187,6 +189,16 @@ export class BlobApi {
     return { digest, size, how: 'uploaded' };
   }
 
+  /** Streams a (large) blob into `sink`, resuming after transient failures; see blob-transfer.ts. */
+  download(repo: RepositoryRef, digest: string, sink: ChunkSink, expectedSize?: number): Promise<number> {
+    return downloadBlob(this.client, repo, digest, sink, expectedSize);
+  }
+
+  /** Uploads a (large) ByteSource chunk by chunk; see blob-transfer.ts. */
+  uploadFrom(repo: RepositoryRef, src: ByteSource, opts: SourceUploadOptions = {}): Promise<UploadResult> {
+    return uploadBlobFrom(this.client, repo, src, opts);
+  }
+
   /** Cross-repository mount; false when the registry started an upload instead (then cancelled). */
   async mount(repo: RepositoryRef, from: string, digest: string): Promise<boolean> {
     checkDigest(digest);
@@ -208,16 +220,6 @@ export class BlobApi {
     if (!loc) throw new RegistryError(res.method, res.url, res.status, [], 'upload response has no Location header');
     return new URL(loc, this.client.baseUrl(repo.registry)).toString();
   }
-}
-
-/** `bytes start-end/total` (total may be `*`). */
-export function parseContentRange(value: string | undefined): { start: number; end: number; total?: number } | undefined {
-  const m = value ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim()) : null;
-  if (!m) return undefined;
-  const start = Number(m[1]);
-  const end = Number(m[2]);
-  if (end < start) return undefined;
-  return { start, end, ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
 }
 
 function withQuery(url: string, key: string, value: string): string {

@@ -82,6 +82,16 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
   return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }
 
+/** `bytes start-end/total` (total may be `*`). */
+export function parseContentRange(value: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = value ? /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value.trim()) : null;
+  if (!m) return undefined;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end < start) return undefined;
+  return { start, end, ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
 export class Transport {
   readonly timeoutMs: number;
   readonly retries: number;

@@ -192,3 +192,29 @@ test('content that does not match its digest is refused: manifests by digest or 
   await assert.rejects(s.client.blobs.get(s.repo, s.digest), new RegExp(`^RegistryError: GET ${s.blobUrl}: 200 blob content has digest sha256:[0-9a-f]{64}, expected ${s.digest}$`));
   assert.equal((await s.client.manifests.get(s.repo, 'v1')).digest, digest);
 });
+
+test('a streamed download resumes with Range after a reset, and survives a registry ignoring the Range', async (t) => {
+  const s = await setup(t);
+  const collect = (): { chunks: Buffer[]; write: (c: Uint8Array) => void } => {
+    const chunks: Buffer[] = [];
+    return { chunks, write: (c) => { chunks.push(Buffer.from(c)); } };
+  };
+  s.proxy.inject({ kind: 'reset' });
+  const a = collect();
+  assert.equal(await s.client.blobs.download(s.repo, s.digest, a, blob.length), blob.length);
+  assert.deepEqual(Buffer.concat(a.chunks), blob);
+  const gets = s.proxy.log.filter((e) => e.method === 'GET' && e.url.includes('/blobs/'));
+  assert.equal(gets.length, 2);
+  assert.equal(gets[0]!.headers.range, undefined);
+  assert.match(gets[1]!.headers.range ?? '', /^bytes=[1-9]\d*-$/, 'the second request resumes where the first stopped');
+
+  s.proxy.inject({ kind: 'truncate' });
+  s.proxy.inject({ kind: 'ignoreRange' });
+  const b = collect();
+  await s.client.blobs.download(s.repo, s.digest, b);
+  assert.deepEqual(Buffer.concat(b.chunks), blob);
+
+  s.proxy.inject({ kind: 'corrupt' });
+  await assert.rejects(s.client.blobs.download(s.repo, s.digest, collect()),
+    new RegExp(`GET ${s.blobUrl}: 200 blob content has digest sha256:[0-9a-f]{64}, expected ${s.digest} \\(discard the downloaded bytes\\)`));
+});

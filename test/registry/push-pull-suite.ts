@@ -10,6 +10,10 @@ import { RegistryError } from '../../src/registry/errors.ts';
 import { MediaType } from '../../src/registry/media-types.ts';
 import { sha256Digest } from '../../src/registry/digest.ts';
 import { HttpRangeSource } from '../../src/io/http-range.ts';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FileSource } from '../../src/io/file.ts';
+import { tempDir } from '../helpers/env.ts';
 import type { TestRegistry } from '../helpers/registry.ts';
 import { buildImage, descriptor, pseudoRandom, sampleImage, tarLayer, type TestImage } from './image-fixture.ts';
 
@@ -86,6 +90,23 @@ export function pushPullSuite(label: string, start: (t: TestContext) => Promise<
     const tail = new Uint8Array(100);
     assert.equal(await src.read(tail, blob.length - 10), 10);
     assert.deepEqual(Buffer.from(tail.subarray(0, 10)), blob.subarray(blob.length - 10));
+  });
+
+  test(`${label}: large-blob paths: upload from a file in chunks, streamed download`, async (t) => {
+    const s = await setup(t);
+    if (!s) return;
+    const repo = { registry: s.reg.hostPort, repository: 'big' };
+    const data = pseudoRandom(300_007, 99);
+    const file = join(await tempDir(t), 'blob');
+    await writeFile(file, data);
+    const src = await FileSource.open(file);
+    t.after(() => src.close());
+    const up = await s.client.blobs.uploadFrom(repo, src, { chunkSize: 64 * 1024 });
+    assert.deepEqual(up, { digest: sha256Digest(data), size: data.length, how: 'uploaded' });
+    assert.equal((await s.client.blobs.uploadFrom(repo, src)).how, 'existing');
+    const chunks: Buffer[] = [];
+    assert.equal(await s.client.blobs.download(repo, up.digest, { write: (c) => { chunks.push(Buffer.from(c)); } }, data.length), data.length);
+    assert.deepEqual(Buffer.concat(chunks), data);
   });
 
   test(`${label}: tags list, cross-repo mount, missing blob errors`, async (t) => {
