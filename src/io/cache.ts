@@ -150,6 +150,11 @@ export class BlobCache implements CacheMetricsSource {
     return this.locked(async () => {
       if (this.closed) throw new Error('cache: open after close');
       const existing = this.entries.get(digest);
+      if (existing?.source?.isClosing) {
+        // Its last handle was just closed and the release is queued behind us: finish it here.
+        await existing.source.shutdown();
+        existing.source = undefined;
+      }
       if (existing?.source) {
         if (existing.source.size !== size) throw new Error(`cache: ${digest} is open with size ${existing.source.size}, not ${size}`);
         existing.source.refs++;
@@ -195,8 +200,6 @@ export class BlobCache implements CacheMetricsSource {
 
   private async release(src: CachedSource): Promise<void> {
     await this.locked(async () => {
-      if (src.refs <= 0) return;
-      if (--src.refs > 0) return;
       await src.shutdown();
       const entry = this.entries.get(src.digest);
       if (entry?.source === src) {
@@ -276,6 +279,7 @@ export class BlobCache implements CacheMetricsSource {
   async close(): Promise<void> {
     const open = [...this.entries.values()].flatMap((e) => (e.source ? [e.source] : []));
     for (const src of open) {
+      if (src.isClosing) continue; // its release is already queued; settle() waits for it
       src.refs = 1;
       await src.close();
     }

@@ -286,3 +286,33 @@ test('kill -9 without close: units cached before the periodic map flush survive,
   assert.deepEqual(Buffer.from(dst), f.body.subarray(2 * U, 3 * U));
   assert.equal(up.requests, 1);
 });
+
+test('close() lets reads under way finish, then refuses new ones', async (t) => {
+  const f = await fixture(t, { size: 1 * MiB, server: { delayMs: 150 } });
+  const { src } = await f.open();
+  await src.read(new Uint8Array(1), 0);
+  const miss = new Uint8Array(64 * KiB);
+  const hit = new Uint8Array(64 * KiB);
+  const pending = [src.read(miss, 2 * U), src.read(hit, 1000)];
+  const closing = src.close();
+  await assert.rejects(src.read(new Uint8Array(1), 0), /read after close/);
+  assert.deepEqual(await Promise.all(pending), [miss.length, hit.length]);
+  assert.deepEqual(Buffer.from(miss), f.body.subarray(2 * U, 2 * U + miss.length));
+  assert.deepEqual(Buffer.from(hit), f.body.subarray(1000, 1000 + hit.length));
+  await closing;
+});
+
+test('reopening a blob while its last handle is still closing gets a fresh, working source', async (t) => {
+  const f = await fixture(t, { size: 1 * MiB });
+  const first = await f.open();
+  await first.src.read(new Uint8Array(10), 0);
+  const closing = first.src.close();
+  const second = await f.open();
+  assert.notEqual(second.src, first.src);
+  const dst = new Uint8Array(U);
+  await second.src.read(dst, 0);
+  assert.deepEqual(Buffer.from(dst), f.body.subarray(0, U));
+  assert.equal(second.up.requests, 0, 'what the first handle cached is there');
+  await closing;
+  assert.equal(await second.src.read(dst, 0), U);
+});

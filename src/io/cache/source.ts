@@ -62,6 +62,10 @@ export class CachedSource implements ByteSource {
   /** Open handles sharing this source (managed by BlobCache). */
   refs = 1;
   private closed = false;
+  /** Set when the last handle closes: new reads are refused, reads under way finish first. */
+  private closing = false;
+  private reading = 0;
+  private drained: (() => void) | undefined;
   /** Bumped when cached data is discarded, so reads that raced with it retry. */
   private epoch = 0;
   private readonly inflight = new Map<number, Promise<Fetched>>();
@@ -100,7 +104,16 @@ export class CachedSource implements ByteSource {
   }
 
   async read(dst: Uint8Array, offset: number): Promise<number> {
-    if (this.closed) throw new DiskError('EIO', `${this.digest}: read after close`);
+    if (this.closing) throw new DiskError('EIO', `${this.digest}: read after close`);
+    this.reading++;
+    try {
+      return await this.readOnce(dst, offset);
+    } finally {
+      if (--this.reading === 0) this.drained?.();
+    }
+  }
+
+  private async readOnce(dst: Uint8Array, offset: number): Promise<number> {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new DiskError('EINVAL', `${this.digest}: bad read offset ${offset}`);
     const len = Math.min(dst.length, this.size - offset);
     if (len <= 0) return 0;
@@ -110,7 +123,7 @@ export class CachedSource implements ByteSource {
       const epoch = this.epoch;
       if (!this.map.complete) this.trackSequential(offset, offset + len);
       await this.pread(dst, 0, len, offset);
-      if (epoch !== this.epoch) return this.read(dst, offset);
+      if (epoch !== this.epoch) return this.readOnce(dst, offset);
       this.stats.hits++;
       this.stats.bytesFromCache += len;
       return len;
@@ -150,7 +163,7 @@ export class CachedSource implements ByteSource {
       pos = segEnd;
       u = Math.floor(pos / this.unit);
     }
-    if (fromFile > 0 && epoch !== this.epoch) return this.read(dst, offset);
+    if (fromFile > 0 && epoch !== this.epoch) return this.readOnce(dst, offset);
     const seconds = (performance.now() - started) / 1000;
     this.stats.misses++;
     this.stats.bytesFromCache += fromFile;
@@ -350,20 +363,30 @@ export class CachedSource implements ByteSource {
    * wait on upstream, then verifies sha256 and marks the blob complete. One download per blob.
    */
   startBackgroundDownload(opts: BackgroundDownloadOptions = {}): BackgroundDownload {
-    if (this.closed) throw new DiskError('EIO', `${this.digest}: background download after close`);
+    if (this.closing) throw new DiskError('EIO', `${this.digest}: background download after close`);
     if (this.background && !this.background.finished) return this.background;
     this.background = new BackgroundDownload(this, opts);
     return this.background;
   }
 
+  /** Closes this handle; the last one stops the download, drains reads and releases the files. */
   close(): Promise<void> {
+    if (this.refs <= 0 || --this.refs > 0) return Promise.resolve();
+    this.closing = true;
     return this.hooks.release(this);
+  }
+
+  /** True once the last handle has been closed. */
+  get isClosing(): boolean {
+    return this.closing;
   }
 
   /** The real close, when the last handle goes: stops the download, drains fetches, persists. */
   async shutdown(): Promise<void> {
     if (this.closed) return;
+    this.closing = true;
     if (this.background) await this.background.stop();
+    if (this.reading > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     while (this.active.size > 0) await Promise.all([...this.active]);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
