@@ -3,6 +3,7 @@
  * read-only layer blob, seal in place) and a look inside any layer file.
  */
 import type { Command } from 'commander';
+import type { LsmtLayer } from '../../format/lsmt/readonly.ts';
 
 interface CommitCliOptions {
   compress?: string;
@@ -12,6 +13,27 @@ interface CommitCliOptions {
   uuid?: string;
   parentUuid?: string;
   message?: string;
+}
+
+async function commitFrom(src: LsmtLayer, from: string, out: string, opts: CommitCliOptions): Promise<void> {
+  const { parseSize } = await import('../../util/size.ts');
+  const { commitToFile } = await import('../../format/lsmt/commit-file.ts');
+  try {
+    if (opts.compress !== undefined && opts.compress !== 'lz4' && opts.compress !== 'zstd') {
+      throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
+    }
+    const blockSize = parseSize(opts.blockSize);
+    if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) {
+      throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
+    }
+    const res = await commitToFile(
+      { index: src.index, data: src.data, virtualSize: src.virtualSize, parentUuid: src.parentUuid }, out,
+      { compress: opts.compress as 'lz4' | 'zstd' | undefined, blockSize, checksum: opts.checksum, tar: opts.tar === true,
+        uuid: opts.uuid, parentUuid: opts.parentUuid, message: opts.message });
+    process.stdout.write(`committed ${from} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes\n`);
+  } finally {
+    await src.close();
+  }
 }
 
 export function register(program: Command): void {
@@ -33,41 +55,42 @@ export function register(program: Command): void {
       process.stdout.write(`created writable layer ${data} + ${index}: ${l.virtualSize} bytes, uuid ${l.uuid}\n`);
     });
 
-  layer
-    .command('commit')
-    .description('compact a writable layer into a read-only layer blob (optionally ZFile-compressed and tar-wrapped)')
-    .argument('<data>', 'writable layer data file')
-    .argument('<index>', 'writable layer index file')
-    .argument('<out>', 'output layer file')
+  const commitOptions = (c: Command): Command => c
     .option('--compress <algo>', 'ZFile-compress the output: lz4 or zstd')
     .option('--block-size <size>', 'ZFile block size: 4K, 8K, 16K, 32K or 64K', '4K')
     .option('--no-checksum', 'ZFile without per-block CRCs')
     .option('--tar', 'wrap the output in a one-member tar, as registries expect')
     .option('--uuid <uuid>', 'UUID of the new layer (default: null)')
-    .option('--parent-uuid <uuid>', 'parent UUID (default: copied from the writable layer)')
-    .option('-m, --message <text>', 'commit message stored in the header (at most 256 bytes)')
+    .option('--parent-uuid <uuid>', 'parent UUID (default: copied from the source layer)')
+    .option('-m, --message <text>', 'commit message stored in the header (at most 256 bytes)');
+
+  commitOptions(layer
+    .command('commit')
+    .description('compact a writable layer into a read-only layer blob (optionally ZFile-compressed and tar-wrapped)')
+    .argument('<data>', 'writable layer data file')
+    .argument('<index>', 'writable layer index file')
+    .argument('<out>', 'output layer file'))
     .action(async (data: string, index: string, out: string, opts: CommitCliOptions) => {
-      const { parseSize } = await import('../../util/size.ts');
       const { FileSource } = await import('../../io/file.ts');
       const { openWritablePairReadOnly } = await import('../../format/lsmt/readonly.ts');
-      const { commitToFile } = await import('../../format/lsmt/commit-file.ts');
-      if (opts.compress !== undefined && opts.compress !== 'lz4' && opts.compress !== 'zstd') {
-        throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
-      }
-      const blockSize = parseSize(opts.blockSize);
-      if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) {
-        throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
-      }
       const src = await openWritablePairReadOnly(await FileSource.open(data), await FileSource.open(index), data);
-      try {
-        const res = await commitToFile(
-          { index: src.index, data: src.data, virtualSize: src.virtualSize, parentUuid: src.parentUuid }, out,
-          { compress: opts.compress as 'lz4' | 'zstd' | undefined, blockSize, checksum: opts.checksum, tar: opts.tar === true,
-            uuid: opts.uuid, parentUuid: opts.parentUuid, message: opts.message });
-        process.stdout.write(`committed ${data} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes\n`);
-      } finally {
+      await commitFrom(src, data, out, opts);
+    });
+
+  commitOptions(layer
+    .command('commit-sealed')
+    .description('compact a sealed writable layer (see `dadi layer seal`) into a read-only layer blob')
+    .argument('<sealed>', 'sealed data file')
+    .argument('<out>', 'output layer file'))
+    .action(async (sealed: string, out: string, opts: CommitCliOptions) => {
+      const { FileSource } = await import('../../io/file.ts');
+      const { openReadOnlyLayer } = await import('../../format/lsmt/readonly.ts');
+      const src = await openReadOnlyLayer(await FileSource.open(sealed), sealed);
+      if (src.kind !== 'sealed') {
         await src.close();
+        throw new Error(`${sealed} is a ${src.kind} layer, not a sealed writable layer`);
       }
+      await commitFrom(src, sealed, out, opts);
     });
 
   layer

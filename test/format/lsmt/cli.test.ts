@@ -64,6 +64,14 @@ test('dadi layer create / commit / seal / info, end to end on layer A', async (t
   assert.equal(si.code, 0, si.stderr);
   assert.match(si.stdout.toString(), /kind:\s+sealed/);
   assert.match(si.stdout.toString(), /header flags:\s+0x03/);
+
+  const fromSealed = join(dir, 'a2.lsmt');
+  const cs = await runDadi(['layer', 'commit-sealed', data, fromSealed, '--uuid', UUID_A, '-m', 'layer A']);
+  assert.equal(cs.code, 0, cs.stderr);
+  assert.ok((await readFile(fromSealed)).equals(await readFile(vector('A.lsmt'))), 'commit-sealed differs from A.lsmt');
+  const notSealed = await runDadi(['layer', 'commit-sealed', out, join(dir, 'x')]);
+  assert.equal(notSealed.code, 1);
+  assert.match(notSealed.stderr, /is a committed layer, not a sealed writable layer/);
 });
 
 test('dadi layer: clear errors for bad input', async (t) => {
