@@ -101,25 +101,26 @@ export class RegistryClient {
       await this.auth.prepare(spec.registry, spec.repository, scopes);
       let authorization = this.auth.authorization(spec.registry, scopes);
       let res = await send(url, authorization);
-      if (res.status === 401) {
-        const challenge = header(res.headers, 'www-authenticate');
+      const challenge = header(res.headers, 'www-authenticate');
+      if (res.status === 401 || (res.status === 403 && challenge)) {
         const text = await readText(res, 64 * 1024).catch(() => '');
         if (!(await this.auth.challenge(spec.registry, spec.repository, scopes, challenge, authorization))) {
-          throw new RegistryError(spec.method, url, 401, parseOciErrors(text),
+          throw new RegistryError(spec.method, url, res.status, parseOciErrors(text),
             authorization ? 'credentials rejected' : `(no credentials configured for ${spec.registry})`);
         }
         authorization = this.auth.authorization(spec.registry, scopes);
         res = await send(url, authorization);
-        if (res.status === 401) throw await this.transport.failure(res, 'credentials rejected');
+        if (res.status === 401 || res.status === 403) throw await this.transport.failure(res, 'credentials rejected');
       }
+      const registryOrigin = new URL(this.baseUrl(spec.registry)).origin;
       for (let hops = 0; spec.redirects && REDIRECTS.has(res.status); hops++) {
         const location = header(res.headers, 'location');
         await drain(res);
         if (!location) throw new RegistryError(spec.method, url, res.status, [], 'redirect without a Location header');
         if (hops >= MAX_REDIRECTS) throw new RegistryError(spec.method, url, res.status, [], `more than ${MAX_REDIRECTS} redirects`);
         url = new URL(location, url).toString();
-        // Blob storage (S3, a CDN) gets a pre-signed URL; the registry's token is not for it.
-        res = await send(url, undefined);
+        // Blob storage (S3, a CDN) gets a pre-signed URL; the registry's token is only for the registry.
+        res = await send(url, new URL(url).origin === registryOrigin ? authorization : undefined);
       }
       requestsTotal.inc({ kind: spec.kind, status: String(res.status) });
       if (!spec.ok.includes(res.status)) throw await this.transport.failure(res);

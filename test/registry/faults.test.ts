@@ -175,6 +175,12 @@ test('a redirect to blob storage on another host does not carry the registry cre
   const redirected = s.proxy.log.filter((e) => e.fault === 'redirect');
   assert.equal(redirected.length, 2);
   for (const e of redirected) assert.match(e.headers.authorization ?? '', /^Bearer /);
+
+  // A redirect within the registry's own origin keeps the token (the registry still checks it).
+  s.proxy.inject({ kind: 'redirect', location: `/v2/f/blobs/${s.digest}?moved=1` }, { match: isBlobGet });
+  assert.deepEqual(await s.client.blobs.get(s.repo, s.digest), blob);
+  const moved = s.proxy.log.find((e) => e.url.endsWith('?moved=1'))!;
+  assert.match(moved.headers.authorization ?? '', /^Bearer /);
 });
 
 test('content that does not match its digest is refused: manifests by digest or tag, whole blobs', async (t) => {
