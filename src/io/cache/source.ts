@@ -19,6 +19,7 @@ import { log } from '../../util/log.ts';
 import type { ByteSource } from '../types.ts';
 import { BackgroundDownload, type BackgroundDownloadOptions } from './background.ts';
 import { persistPresence, type PresenceMap } from './presence.ts';
+import { SequentialDetector } from './sequential.ts';
 import type { BlobStats } from './stats.ts';
 
 export interface CachedSourceOptions {
@@ -52,7 +53,6 @@ interface Fetched {
 
 export type FetchKind = 'demand' | 'readahead' | 'background';
 
-const STREAMS = 4;
 const MAX_READAHEAD_IN_FLIGHT = 2;
 const FLUSH_DELAY_MS = 100;
 const noop = (): void => {};
@@ -72,9 +72,7 @@ export class CachedSource implements ByteSource {
   private readonly active = new Set<Promise<unknown>>();
   private demandWaiting = 0;
   private demandIdle: Array<() => void> = [];
-  private readonly streamEnds = new Float64Array(STREAMS).fill(-1);
-  private readonly streamRuns = new Uint8Array(STREAMS);
-  private nextStream = 0;
+  private readonly sequential = new SequentialDetector();
   private readAheadInFlight = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushChain: Promise<void> = Promise.resolve();
@@ -121,7 +119,7 @@ export class CachedSource implements ByteSource {
     const last = Math.floor((offset + len - 1) / this.unit);
     if (this.map.allPresent(first, last)) {
       const epoch = this.epoch;
-      if (!this.map.complete) this.trackSequential(offset, offset + len);
+      if (!this.map.complete && this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
       await this.pread(dst, 0, len, offset);
       if (epoch !== this.epoch) return this.readOnce(dst, offset);
       this.stats.hits++;
@@ -135,7 +133,7 @@ export class CachedSource implements ByteSource {
     const started = performance.now();
     const epoch = this.epoch;
     const waits = this.planFetches(first, last, 'demand');
-    this.trackSequential(offset, offset + len);
+    if (this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
     this.demandWaiting++;
     let fetched: Array<Fetched | undefined>;
     try {
@@ -267,21 +265,6 @@ export class CachedSource implements ByteSource {
       }
       done += bytesRead;
     }
-  }
-
-  /** Follows up to STREAMS sequential streams; from the second consecutive read on, reads ahead. */
-  private trackSequential(offset: number, end: number): void {
-    for (let k = 0; k < STREAMS; k++) {
-      if (this.streamEnds[k] === offset) {
-        this.streamEnds[k] = end;
-        if (this.streamRuns[k]! < 255) this.streamRuns[k]!++;
-        if (this.streamRuns[k]! >= 2) this.readAhead(end);
-        return;
-      }
-    }
-    const k = this.nextStream++ % STREAMS;
-    this.streamEnds[k] = end;
-    this.streamRuns[k] = 1;
   }
 
   private readAhead(from: number): void {

@@ -82,3 +82,15 @@ test('cache directory: flag, then $DADI_CACHE_DIR, then a per-user default', asy
   const fallback = resolveCacheDir(undefined, { XDG_CACHE_HOME: '/xdg' });
   assert.equal(fallback, process.getuid?.() === 0 ? '/var/cache/dadi' : '/xdg/dadi');
 });
+
+test('sequential detector: a stream is sequential from its second consecutive read, among interleaved streams', async () => {
+  const { SequentialDetector } = await import('../../../src/io/cache/sequential.ts');
+  const d = new SequentialDetector(2);
+  assert.equal(d.note(0, 10), false);
+  assert.equal(d.note(1000, 1010), false);
+  assert.equal(d.note(10, 20), true); // stream A continues
+  assert.equal(d.note(1010, 1020), true); // stream B continues
+  assert.equal(d.note(500, 510), false); // a random read replaces the oldest slot
+  assert.equal(d.note(20, 30), false, 'stream A was forgotten');
+  assert.equal(d.note(5, 6), false);
+});
