@@ -146,3 +146,28 @@ test('credentials come from $DOCKER_CONFIG/config.json, matched by host or host/
   t.after(() => d.close());
   await assert.rejects(d.blobs.upload(repo, Buffer.from('wrong')), /401/);
 });
+
+test('token mode server: a token grants only its scopes; tampered tokens are refused', async (t) => {
+  const reg = await startEmbeddedRegistry(t, { auth: { kind: 'token', ...creds } });
+  const basic = `Basic ${Buffer.from('alice:s3cret').toString('base64')}`;
+  const tokenRes = await fetch(`${reg.url}/token?service=dadi-registry&scope=repository:a:pull`, { headers: { authorization: basic } });
+  assert.equal(tokenRes.status, 200);
+  const { token, expires_in: expiresIn } = await tokenRes.json() as { token: string; expires_in: number };
+  assert.equal(expiresIn, 300);
+  const bearer = { authorization: `Bearer ${token}` };
+  assert.equal((await fetch(`${reg.url}/v2/`, { headers: bearer })).status, 200);
+  const pull = await fetch(`${reg.url}/v2/a/tags/list`, { headers: bearer });
+  assert.equal(pull.status, 404, 'allowed, and the repository does not exist');
+  const other = await fetch(`${reg.url}/v2/b/tags/list`, { headers: bearer });
+  assert.equal(other.status, 401);
+  assert.equal(other.headers.get('www-authenticate'), `Bearer realm="${reg.url}/token",service="dadi-registry",scope="repository:b:pull"`);
+  const push = await fetch(`${reg.url}/v2/a/blobs/uploads/`, { method: 'POST', headers: bearer });
+  assert.equal(push.status, 401);
+  assert.match(push.headers.get('www-authenticate') ?? '', /scope="repository:a:pull,push"/);
+  const tampered = token.slice(0, -2) + (token.endsWith('AA') ? 'BB' : 'AA');
+  const bad = await fetch(`${reg.url}/v2/a/tags/list`, { headers: { authorization: `Bearer ${tampered}` } });
+  assert.equal(bad.status, 401);
+  assert.match(await bad.text(), /token invalid or expired/);
+  const noCreds = await fetch(`${reg.url}/token?service=dadi-registry&scope=repository:a:pull`);
+  assert.equal(noCreds.status, 401);
+});

@@ -228,3 +228,19 @@ test('idle upload sessions are swept with their data; a restart clears leftovers
   const again = await startEmbeddedRegistry(t, { root: reg.root });
   assert.deepEqual(await readdir(join(again.root, 'uploads')), []);
 });
+
+test('any chunking of an upload through the client stores exactly the bytes (property)', async (t) => {
+  const reg = await startEmbeddedRegistry(t);
+  const { RegistryClient } = await import('../../src/registry/client.ts');
+  const fc = (await import('fast-check')).default;
+  const client = new RegistryClient();
+  t.after(() => client.close());
+  const repo = { registry: reg.hostPort, repository: 'prop' };
+  await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 20_000 }), fc.integer({ min: 1, max: 7000 }), fc.integer(),
+    async (size, chunkSize, seed) => {
+      const data = pseudoRandom(size, seed);
+      const r = await client.blobs.upload(repo, data, { chunkSize, skipExisting: false });
+      assert.equal(r.digest, sha256Digest(data));
+      assert.deepEqual(await client.blobs.get(repo, r.digest, size), data);
+    }), { numRuns: 25 });
+});
