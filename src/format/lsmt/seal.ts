@@ -23,6 +23,11 @@ export async function sealLayer(dataPath: string, indexPath: string): Promise<Se
   const indexOffset = layer.dataSize;
   const idx = layer.snapshot();
   await layer.close();
+  // A trim's moffset is the data end when it was issued, which can lie past today's end if an
+  // append failed; readers require zeroed moffsets within the data area, so clamp them.
+  const limit = indexOffset / SECTOR;
+  const moffset = idx.moffset as Float64Array;
+  for (let i = 0; i < idx.count; i++) if (idx.zeroed[i] && moffset[i]! > limit) moffset[i] = limit;
 
   const perSector = SECTOR / RECORD_SIZE;
   const pad = (perSector - (idx.count % perSector)) % perSector;

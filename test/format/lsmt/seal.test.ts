@@ -38,3 +38,27 @@ test('sealing a copy of A.rw gives A.sealed except the uninitialised index paddi
   }
   await assert.rejects(sealLayer(data, index), /already sealed/);
 });
+
+test('a trim record whose moffset lies past the data end (after a failed append) still seals into a valid layer', async (t) => {
+  const { appendFile } = await import('node:fs/promises');
+  const { encodeRecord } = await import('../../../src/format/lsmt/records.ts');
+  const { createWritableLayer } = await import('../../../src/format/lsmt/writable.ts');
+  const dir = await tempDir(t);
+  const data = join(dir, 'd');
+  const index = join(dir, 'i');
+  const layer = await createWritableLayer(data, index, { virtualSize: 1 << 20 });
+  await layer.write(new Uint8Array(4096).fill(5), 0);
+  await layer.close();
+  const rec = new Uint8Array(16);
+  encodeRecord(new DataView(rec.buffer), 0, 100, 8, 999_999, 1, 0);
+  await appendFile(index, rec);
+  await sealLayer(data, index);
+  const sealed = await openReadOnlyLayer(await FileSource.open(data), data);
+  try {
+    assert.equal(sealed.index.count, 2);
+    assert.equal(sealed.index.zeroed[1], 1);
+    assert.ok(sealed.index.moffset[1]! <= (sealed.trailer!.indexOffset / 512));
+  } finally {
+    await sealed.close();
+  }
+});

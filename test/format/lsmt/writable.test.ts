@@ -108,6 +108,12 @@ test('big writes split at 4 MiB, big trims at 16383 sectors; records carry the s
   assert.deepEqual([...r.zeroed.subarray(0, r.count)], [0, 0, 0, 1, 1, 1]);
   assert.ok([...r.tag.subarray(0, r.count)].every((x) => x === 3));
   assert.deepEqual([...r.moffset.subarray(3, 6)], [8 + 18432, 8 + 18432, 8 + 18432]);
+  // Read-only loading of the pair ignores the on-disk tag (§2.5).
+  const { openWritablePairReadOnly } = await import('../../../src/format/lsmt/readonly.ts');
+  const { FileSource } = await import('../../../src/io/file.ts');
+  const ro = await openWritablePairReadOnly(await FileSource.open(join(dir, 'd')), await FileSource.open(join(dir, 'i')));
+  assert.ok(ro.index.count > 0 && [...ro.index.tag].every((x) => x === 0));
+  await ro.close();
 });
 
 test('concurrent writes: the log replays to exactly the in-memory state', async (t) => {
