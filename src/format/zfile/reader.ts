@@ -150,6 +150,7 @@ export class ZFileReader implements ByteSource {
   }
 
   async read(dst: Uint8Array, offset: number): Promise<number> {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`${this.name}: bad read offset ${offset}`);
     if (offset >= this.size || dst.length === 0) return 0;
     const len = Math.min(dst.length, this.size - offset);
     const bs = this.details.blockSize;

@@ -80,6 +80,7 @@ test('random-access reads of every plain-data vector equal the slices of input.r
   for (const { dst, n, k } of await Promise.all(jobs)) {
     assert.ok(Buffer.from(dst.subarray(0, n)).equals(raw.subarray(k * 50_000, k * 50_000 + n)));
   }
+  await assert.rejects(r.read(new Uint8Array(10), -1), RangeError);
   for (const r2 of readers) await r2.close();
 });
 
