@@ -56,6 +56,9 @@ export class NbdServer {
     this.log = opts.log ?? defaultLog;
   }
 
+  /** How many times a connection stopped reading because it hit its in-flight bound. */
+  backpressureEvents = 0;
+
   /** Connections open or still finishing in-flight work. */
   get connectionCount(): number {
     return this.connections.size;
@@ -110,11 +113,16 @@ export class NbdServer {
       holeThreshold: this.opts.holeThreshold ?? 64 * 1024,
       handshakeTimeoutMs: this.opts.handshakeTimeoutMs ?? 30_000,
       isShuttingDown: () => this.shuttingDown,
+      onBackpressure: this.onBackpressure,
     }, this.onConnectionClosed);
     this.connections.add(conn);
     this.log.debug({ connections: this.connections.size }, 'nbd client connected');
     void conn.run();
   }
+
+  private readonly onBackpressure = (): void => {
+    this.backpressureEvents++;
+  };
 
   private readonly onConnectionClosed = (conn: NbdConnection): void => {
     this.connections.delete(conn);

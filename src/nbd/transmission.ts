@@ -21,6 +21,8 @@ export interface TransmissionOptions {
   maxInFlightBytes: number;
   /** Structured reads at least this long consult Disk.extents to send holes as hole chunks. */
   holeThreshold: number;
+  /** Told each time a connection stops reading because it is over its in-flight bound. */
+  onBackpressure?: () => void;
 }
 
 /** Accounted per request on top of its payload, so floods of tiny requests are bounded too. */
@@ -389,6 +391,7 @@ export class Transmission {
     if (!this.paused) {
       this.paused = true;
       this.socket.pause();
+      this.opts.onBackpressure?.();
     }
   }
 

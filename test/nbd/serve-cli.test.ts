@@ -87,3 +87,28 @@ test('dadi serve refuses bad arguments with clear errors', async (t) => {
   assert.equal(noSize.code, 1);
   assert.match(noSize.stderr, /needs --size/);
 });
+
+test('--ready-fd is written once the socket accepts connections; TCP port 0 reports the real port', async (t) => {
+  if (!requireSystem(t, { commands: ['nbdinfo'] })) return;
+  const { spawn } = await import('node:child_process');
+  const { dadiArgv } = await import('../helpers/env.ts');
+  const [cmd, argv] = dadiArgv(['serve', vector('A.lsmt'), '--listen', 'tcp:127.0.0.1:0', '--ready-fd', '3']);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'ignore', 'pipe'] });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let ready = '';
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  await new Promise<void>((resolve) => {
+    (child.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => { ready += d.toString(); });
+    (child.stdio[3] as NodeJS.ReadableStream).on('end', () => resolve());
+  });
+  assert.equal(ready, 'ready\n');
+  const m = /listening on tcp:127\.0\.0\.1:(\d+) \((nbd:\/\/127\.0\.0\.1:\d+\/)\), 1073741824 bytes, read-only/.exec(out);
+  assert.ok(m, out);
+  assert.notEqual(Number(m[1]), 0);
+  const size = (await run('nbdinfo', ['--size', m[2]!])).stdout.trim();
+  assert.equal(size, '1073741824');
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});

@@ -194,7 +194,7 @@ test('requests are pipelined and replies come back out of order', async (t) => {
 
 test('a client that does not read replies is throttled, and every reply is still correct', async (t) => {
   const disk = MemoryDisk.from(patternBytes(4 * MiB, 5));
-  const { c, path } = await open(t, disk, {}, { maxInFlightBytes: 128 * 1024 });
+  const { c, path, server } = await open(t, disk, {}, { maxInFlightBytes: 128 * 1024 });
   const n = 600;
   for (let i = 0; i < n; i++) c.request(READ, BigInt(i), (i * 4096) % (4 * MiB), 4096);
   // Meanwhile another client is served normally.
@@ -212,6 +212,7 @@ test('a client that does not read replies is throttled, and every reply is still
     seen.add(r.handle);
   }
   assert.equal(seen.size, n);
+  assert.ok(server.backpressureEvents > 0, 'the connection stopped reading at its in-flight bound');
 });
 
 test('DISC: in-flight requests are answered, then the server closes', async (t) => {
