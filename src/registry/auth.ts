@@ -168,7 +168,9 @@ export class Authenticator {
     const issued = typeof json.issued_at === 'string' ? Date.parse(json.issued_at) : NaN;
     // Trust the issue time only if the clocks roughly agree; otherwise count from now.
     const start = !Number.isNaN(issued) && Math.abs(issued - this.now()) < 60_000 ? issued : this.now();
-    this.tokens.set(key, { token, expiresAt: start + lifetime * 1000 });
+    // Renew a little early (a tenth of the lifetime, at most 5 s) so a token does not lapse in flight.
+    const margin = Math.min(lifetime * 100, 5000);
+    this.tokens.set(key, { token, expiresAt: start + lifetime * 1000 - margin });
   }
 }
 

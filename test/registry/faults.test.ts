@@ -101,7 +101,7 @@ test('a response slower than the timeout fails after bounded retries; a prompt o
     return true;
   });
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 600 && elapsed < 3000, `took ${elapsed} ms`);
+  assert.ok(elapsed >= 600 && elapsed < 5000, `took ${elapsed} ms`);
   s.proxy.clear();
   const dst = new Uint8Array(100);
   await s.client.blobs.readRange(s.repo, s.digest, 0, dst, blob.length);
