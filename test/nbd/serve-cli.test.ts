@@ -37,25 +37,24 @@ test('qemu-io writes on a writable stack persist across a SIGTERM restart', asyn
   assert.equal(await second.stop('SIGINT'), 0);
 });
 
-test('fio random writes with crc32c verify, then --verify_only after a restart', async (t) => {
+test('fio randrw with crc32c verify, then --verify_only after a restart (fio fails on any mismatch)', async (t) => {
   if (!requireSystem(t, { commands: ['fio'] })) return;
   const dir = await tempDir(t);
   const rw = await tempDir(t);
   const args = ['--writable', rw, '--size', '64M', '--listen', `unix:${join(dir, 'nbd.sock')}`];
-  const job = (uri: string, extra: string[]) => ['--name=dadi', '--ioengine=nbd', `--uri=${uri}`, '--rw=randwrite', '--bs=4k',
+  const job = (uri: string, extra: string[]) => ['--name=dadi', '--ioengine=nbd', `--uri=${uri}`, '--rw=randrw', '--bs=4k',
     '--iodepth=16', '--size=64M', '--io_size=24M', '--randseed=99', '--verify=crc32c', '--output-format=json', ...extra];
   const first = await startServe(t, args);
   assert.equal(first.info.size, 64 * 1024 * 1024);
   const r1 = JSON.parse((await run('fio', job(first.info.uri, ['--do_verify=1']), 120_000)).stdout.replace(/^[^{]*/, '')).jobs[0];
   assert.equal(r1.error, 0);
-  assert.ok(r1.write.io_bytes >= 24 * 1024 * 1024);
-  assert.ok(r1.read.io_bytes > 0, 'fio verified what it wrote');
+  assert.ok(r1.write.io_bytes > 8 * 1024 * 1024 && r1.read.io_bytes > 8 * 1024 * 1024);
   assert.equal(await first.stop(), 0);
 
   const second = await startServe(t, args);
   const r2 = JSON.parse((await run('fio', job(second.info.uri, ['--verify_only']), 120_000)).stdout.replace(/^[^{]*/, '')).jobs[0];
   assert.equal(r2.error, 0);
-  assert.ok(r2.read.io_bytes >= 24 * 1024 * 1024, 'verify_only read back everything');
+  assert.ok(r2.read.io_bytes >= r1.write.io_bytes, 'verify_only read back every written block');
 });
 
 test('writes acknowledged after FLUSH survive kill -9 of dadi serve', async (t) => {
