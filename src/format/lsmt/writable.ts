@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { read as fsRead, write as fsWrite } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { DiskError, FormatError } from '../../errors.ts';
 import type { ByteSource } from '../../io/types.ts';
 import { ExtentMap } from './extent-map.ts';
@@ -255,8 +255,13 @@ export async function createWritableLayer(dataPath: string, indexPath: string, o
     await dataFh.sync();
     await indexFh.sync();
   } catch (e) {
+    // Remove only what this call created, so a failed create leaves nothing half-made behind.
     await dataFh.close();
-    await indexFh?.close();
+    await unlink(dataPath).catch(() => {});
+    if (indexFh) {
+      await indexFh.close();
+      await unlink(indexPath).catch(() => {});
+    }
     throw e;
   }
   return new LsmtWritableLayer(dataPath, dataHeader, dataFh, indexFh, new ExtentMap(), HT_SPACE, HT_SPACE, checkTag(opts.tag));

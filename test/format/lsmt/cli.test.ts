@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -87,4 +88,10 @@ test('dadi layer: clear errors for bad input', async (t) => {
   const exists = await runDadi(['layer', 'create', junk, join(dir, 'i'), '--size', '1G']);
   assert.equal(exists.code, 1);
   assert.match(exists.stderr, /EEXIST/);
+  // The index exists: the new data file is removed again, the existing index left alone.
+  const idxExists = await runDadi(['layer', 'create', join(dir, 'new.data'), junk, '--size', '1G']);
+  assert.equal(idxExists.code, 1);
+  assert.match(idxExists.stderr, /EEXIST/);
+  assert.equal(existsSync(join(dir, 'new.data')), false);
+  assert.equal(readFileSync(junk, 'utf8'), 'hello world, not a layer');
 });
