@@ -17,6 +17,8 @@ import type { Platform } from './oci.ts';
 export interface RegistryClientOptions extends TransportOptions {
   /** Plain HTTP for every registry (loopback registries use it anyway). */
   insecure?: boolean;
+  /** Explicit base URLs (`https://host:port`) for registries, overriding the scheme rule (e.g. a TLS loopback registry). */
+  endpoints?: Record<string, string>;
   /** Explicit credentials; they override the docker config. */
   credentials?: Credentials;
   /** Docker config file to read credentials from (default `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`). */
@@ -64,10 +66,12 @@ export class RegistryClient {
   readonly blobs: BlobApi;
   readonly platform: Platform;
   private readonly insecure: boolean;
+  private readonly endpoints: Record<string, string>;
 
   constructor(opts: RegistryClientOptions = {}) {
     this.transport = new Transport(opts);
     this.insecure = opts.insecure ?? false;
+    this.endpoints = opts.endpoints ?? {};
     this.platform = opts.platform ?? hostPlatform();
     const explicit = opts.credentials;
     const configPath = opts.dockerConfig;
@@ -79,7 +83,7 @@ export class RegistryClient {
   }
 
   baseUrl(registry: string): string {
-    return registryBaseUrl(registry, { insecure: this.insecure });
+    return this.endpoints[registry]?.replace(/\/+$/, '') ?? registryBaseUrl(registry, { insecure: this.insecure });
   }
 
   url(registry: string, path: string): string {

@@ -7,6 +7,7 @@
  */
 import { Agent, request, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import { rootCertificates } from 'node:tls';
 import { RegistryError, parseOciErrors } from './errors.ts';
 import { retriesTotal } from './metrics.ts';
 
@@ -22,6 +23,8 @@ export interface TransportOptions {
   /** Connections per origin (default 16). */
   connections?: number;
   userAgent?: string;
+  /** Extra trusted CA certificates (PEM), added to the system ones, for private registries. */
+  ca?: string | Buffer | (string | Buffer)[];
 }
 
 export interface HttpRequest {
@@ -111,6 +114,7 @@ export class Transport {
       keepAliveTimeout: 30_000,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
+      ...(opts.ca ? { connect: { ca: [...rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] } } : {}),
     });
   }
 

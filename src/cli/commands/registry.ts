@@ -10,7 +10,9 @@ export function register(program: Command): void {
     .option('--listen <addr>', 'HOST:PORT, or :PORT for all interfaces (port 0 picks a free one)', '127.0.0.1:5000')
     .option('--auth <mode>', 'require credentials: basic:USER:PASS, or token:USER:PASS (bearer tokens from GET /token)')
     .option('--token-lifetime <seconds>', 'token validity in token mode', '300')
-    .action(async (opts: { root: string; listen: string; auth?: string; tokenLifetime: string }) => {
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (needs --tls-key)')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .action(async (opts: { root: string; listen: string; auth?: string; tokenLifetime: string; tlsCert?: string; tlsKey?: string }) => {
       const { startRegistryServer } = await import('../../registry/server/server.ts');
       const { parseAuthOption } = await import('../../registry/server/auth.ts');
       const { host, port } = parseListen(opts.listen);
@@ -20,8 +22,11 @@ export function register(program: Command): void {
         if (!Number.isFinite(lifetime) || lifetime <= 0) throw new Error(`invalid --token-lifetime ${opts.tokenLifetime}`);
         auth = { ...auth, tokenLifetimeSeconds: lifetime };
       }
+      if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new Error('--tls-cert and --tls-key go together');
+      const { readFile } = await import('node:fs/promises');
+      const tls = opts.tlsCert && opts.tlsKey ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) } : undefined;
       const { log } = await import('../../util/log.ts');
-      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}),
+      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}), ...(tls ? { tls } : {}),
         onRequest: (e) => log.debug({ method: e.method, url: e.url, status: e.status }, 'registry request') });
       process.stdout.write(`${server.url}\n`);
       await new Promise<void>((resolve) => {

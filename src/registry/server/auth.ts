@@ -74,7 +74,8 @@ export class ServerAuth {
     const token = authz?.startsWith('Bearer ') ? authz.slice(7).trim() : undefined;
     const granted = token ? this.verify(token) : undefined;
     if (granted && (repository === undefined || allows(granted, repository, action))) return;
-    const realm = `http://${req.headers.host ?? '127.0.0.1'}/token`;
+    const scheme = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    const realm = `${scheme}://${req.headers.host ?? '127.0.0.1'}/token`;
     const scope = repository ? `,scope="repository:${repository}:${action === 'push' ? 'pull,push' : 'pull'}"` : '';
     throw new HttpError(401, 'UNAUTHORIZED', token ? (granted ? 'token does not grant this access' : 'token invalid or expired') : 'authentication required',
       { 'www-authenticate': `Bearer realm="${realm}",service="${TOKEN_SERVICE}"${scope}` });

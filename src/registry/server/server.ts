@@ -4,6 +4,7 @@
  * failure with an OCI error body, and never lets one bad request take the server down.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isRepositoryName } from '../names.ts';
 import { ServerAuth, type ServerAuthConfig } from './auth.ts';
@@ -20,6 +21,8 @@ export interface RegistryServerOptions {
   /** Port (default 0: any free port). */
   port?: number;
   auth?: ServerAuthConfig;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   /** Upload sessions idle this long are dropped (default one hour). */
   uploadIdleMs?: number;
   /** Called for every request once answered, e.g. for logs or test assertions. */
@@ -46,7 +49,8 @@ export class RegistryServer {
     this.storage = new Storage(opts.root);
     if (opts.auth) this.auth = new ServerAuth(opts.auth);
     this.uploads = new Uploads(this.storage, opts.uploadIdleMs);
-    this.http = createServer((req, res) => { void this.handle(req, res); });
+    const handler = (req: IncomingMessage, res: ServerResponse): void => { void this.handle(req, res); };
+    this.http = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler) : createServer(handler);
     this.http.keepAliveTimeout = 30_000;
   }
 
@@ -64,16 +68,16 @@ export class RegistryServer {
     return this.url;
   }
 
-  /** `http://host:port` */
+  /** `http://host:port` (or https) */
   get url(): string {
-    if (!this.listening) throw new Error('registry server not started');
-    const host = this.listening.family === 'IPv6' ? `[${this.listening.address}]` : this.listening.address;
-    return `http://${host}:${this.listening.port}`;
+    return `${this.opts.tls ? 'https' : 'http'}://${this.hostPort}`;
   }
 
   /** `host:port`, the registry part of an image reference. */
   get hostPort(): string {
-    return this.url.slice('http://'.length);
+    if (!this.listening) throw new Error('registry server not started');
+    const host = this.listening.family === 'IPv6' ? `[${this.listening.address}]` : this.listening.address;
+    return `${host}:${this.listening.port}`;
   }
 
   async stop(): Promise<void> {
