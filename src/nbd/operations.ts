@@ -5,6 +5,7 @@
 import type { Disk, DiskExtent } from '../io/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import * as P from './protocol.ts';
+import { writeChunkHeader, writeU64 } from './replies.ts';
 
 /** Most descriptors one BLOCK_STATUS reply carries; the client asks again for the rest. */
 const MAX_DESCRIPTORS = 8192;
@@ -12,21 +13,6 @@ const MAX_DESCRIPTORS = 8192;
 const MIN_HOLE = 4096;
 const ZERO_STEP = 1024 * 1024;
 const zeros = Buffer.alloc(ZERO_STEP);
-
-/** Writes a 20-byte structured reply chunk header at `at`. */
-export function writeChunkHeader(dst: Buffer, at: number, flags: number, type: number, hi: number, lo: number, length: number): void {
-  dst.writeUInt32BE(P.STRUCTURED_REPLY_MAGIC, at);
-  dst.writeUInt16BE(flags, at + 4);
-  dst.writeUInt16BE(type, at + 6);
-  dst.writeUInt32BE(hi, at + 8);
-  dst.writeUInt32BE(lo, at + 12);
-  dst.writeUInt32BE(length, at + 16);
-}
-
-export function writeU64(dst: Buffer, at: number, value: number): void {
-  dst.writeUInt32BE(Math.floor(value / 0x100000000), at);
-  dst.writeUInt32BE(value >>> 0, at + 4);
-}
 
 /** Runs of [offset, offset+length) that read as zeros (true) or not (false), clipped and merged. */
 function zeroRuns(extents: DiskExtent[], offset: number, length: number): Array<[number, number, boolean]> {

@@ -11,8 +11,10 @@ import { errorMessage } from '../errors.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import type { ByteQueue } from './byte-queue.ts';
 import type { Session } from './handshake.ts';
-import { blockStatus, cacheRange, sparseRead, writeChunkHeader, writeU64, writeZeroes } from './operations.ts';
+import { blockStatus, cacheRange, sparseRead, writeZeroes } from './operations.ts';
+import { errorReply, readReplyHeader, writeSimpleReply } from './replies.ts';
 import * as P from './protocol.ts';
+import { refusal } from './validate.ts';
 
 export interface TransmissionOptions {
   pool: BufferPool;
@@ -29,15 +31,6 @@ export interface TransmissionOptions {
 const REQUEST_OVERHEAD = 256;
 const MAX_IN_FLIGHT_REQUESTS = 4096;
 const JOB_POOL = 256;
-
-const ALLOWED_FLAGS: number[] = [];
-ALLOWED_FLAGS[P.CMD_READ] = P.CMD_FLAG_FUA | P.CMD_FLAG_DF;
-ALLOWED_FLAGS[P.CMD_WRITE] = P.CMD_FLAG_FUA;
-ALLOWED_FLAGS[P.CMD_FLUSH] = P.CMD_FLAG_FUA;
-ALLOWED_FLAGS[P.CMD_TRIM] = P.CMD_FLAG_FUA;
-ALLOWED_FLAGS[P.CMD_CACHE] = P.CMD_FLAG_FUA;
-ALLOWED_FLAGS[P.CMD_WRITE_ZEROES] = P.CMD_FLAG_FUA | P.CMD_FLAG_NO_HOLE;
-ALLOWED_FLAGS[P.CMD_BLOCK_STATUS] = P.CMD_FLAG_FUA | P.CMD_FLAG_REQ_ONE;
 
 /** One request in flight. Pooled; its completion callbacks are bound once, not per request. */
 class Job {
@@ -173,7 +166,7 @@ export class Transmission {
       this.maybeEnd();
       return;
     }
-    const problem = this.validate(type, flags, offset, length);
+    const problem = refusal(type, flags, offset, length, this.session, this.disk);
     if (type === P.CMD_WRITE && length > P.MAX_BLOCK_SIZE) {
       // Reading (or skipping) an arbitrary payload is what a hostile client wants: hang up.
       this.replyError(hi, lo, P.EINVAL, problem![1]);
@@ -197,31 +190,6 @@ export class Transmission {
     this.inFlightBytes += job.cost;
     if (type === P.CMD_WRITE) this.awaitingPayload = job;
     else this.start(job);
-  }
-
-  /** Returns [errno, message] for a request that must be refused, or null. */
-  private validate(type: number, flags: number, offset: number, length: number): [number, string] | null {
-    const allowed = ALLOWED_FLAGS[type];
-    if (allowed === undefined) return [P.EINVAL, `unknown command ${type}`];
-    const name = P.commandName(type);
-    if ((flags & ~allowed) !== 0 || ((flags & P.CMD_FLAG_DF) !== 0 && !this.session.structured)) {
-      return [P.EINVAL, `${name}: unsupported flags 0x${flags.toString(16)}`];
-    }
-    if (type === P.CMD_FLUSH) return offset === 0 && length === 0 ? null : [P.EINVAL, 'FLUSH with nonzero offset or length'];
-    const writes = type === P.CMD_WRITE || type === P.CMD_TRIM || type === P.CMD_WRITE_ZEROES;
-    if (writes && !this.disk.writable) return [P.EPERM, `${name} on a read-only export`];
-    if (type === P.CMD_BLOCK_STATUS && !this.session.metaContext) return [P.EINVAL, 'BLOCK_STATUS without a negotiated metadata context'];
-    if (length === 0) return [P.EINVAL, `${name} of zero bytes`];
-    if ((type === P.CMD_READ || type === P.CMD_WRITE) && length > P.MAX_BLOCK_SIZE) {
-      return [P.EINVAL, `${name} of ${length} bytes exceeds the maximum ${P.MAX_BLOCK_SIZE}`];
-    }
-    if (this.session.blockSizeAgreed && (offset % P.MIN_BLOCK_SIZE !== 0 || length % P.MIN_BLOCK_SIZE !== 0)) {
-      return [P.EINVAL, `${name} at ${offset}+${length} is not aligned to ${P.MIN_BLOCK_SIZE} bytes`];
-    }
-    if (offset + length > this.disk.size) {
-      return [writes ? P.ENOSPC : P.EINVAL, `${name} at ${offset}+${length} is beyond the end of the device (${this.disk.size})`];
-    }
-    return null;
   }
 
   private takePayload(job: Job): void {
@@ -311,46 +279,18 @@ export class Transmission {
     if (job.type === P.CMD_READ) {
       // The header goes separately so the data buffer stays in its power-of-two size class;
       // both leave in one writev because the socket is corked.
-      if (this.session.structured) {
-        const header = Buffer.allocUnsafe(P.STRUCTURED_HEADER_SIZE + 8);
-        writeChunkHeader(header, 0, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, job.hi, job.lo, 8 + job.length);
-        writeU64(header, P.STRUCTURED_HEADER_SIZE, job.offset);
-        this.send(header, null);
-      } else {
-        const header = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
-        this.simpleHeader(header, 0, job.hi, job.lo);
-        this.send(header, null);
-      }
+      this.send(readReplyHeader(this.session.structured, job.hi, job.lo, job.offset, job.length), null);
       this.send(job.data!, buf);
       return;
     }
     this.release(buf);
     const reply = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
-    this.simpleHeader(reply, 0, job.hi, job.lo);
+    writeSimpleReply(reply, 0, job.hi, job.lo);
     this.send(reply, null);
-  }
-
-  private simpleHeader(dst: Buffer, errno: number, hi: number, lo: number): void {
-    dst.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
-    dst.writeUInt32BE(errno, 4);
-    dst.writeUInt32BE(hi, 8);
-    dst.writeUInt32BE(lo, 12);
   }
 
   private replyError(hi: number, lo: number, errno: number, message: string): void {
-    if (!this.session.structured) {
-      const reply = Buffer.allocUnsafe(P.SIMPLE_REPLY_SIZE);
-      this.simpleHeader(reply, errno, hi, lo);
-      this.send(reply, null);
-      return;
-    }
-    const text = Buffer.from(message.slice(0, 1024));
-    const reply = Buffer.allocUnsafe(P.STRUCTURED_HEADER_SIZE + 6 + text.length);
-    writeChunkHeader(reply, 0, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, hi, lo, 6 + text.length);
-    reply.writeUInt32BE(errno, 20);
-    reply.writeUInt16BE(text.length, 24);
-    text.copy(reply, 26);
-    this.send(reply, null);
+    this.send(errorReply(this.session.structured, hi, lo, errno, message), null);
   }
 
   /** Queues bytes on the socket; replies finishing in the same tick leave in one writev. */
