@@ -1,0 +1,86 @@
+/**
+ * One source layer into one overlaybd layer blob (formats.md §7.7 A steps 2-5): a new writable
+ * layer on the converted lowers, mounted; the OCI tar applied into it; unmounted; then committed
+ * into a tar-wrapped ZFile whose UUID is the chainID's and whose parent is the layer below's.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { FileSource } from '../../io/file.ts';
+import { commitToFile } from '../../format/lsmt/commit-file.ts';
+import { openWritablePairReadOnly } from '../../format/lsmt/readonly.ts';
+import { applyLayer, type ApplyStats } from '../apply/index.ts';
+import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
+import type { LayerStream } from './store.ts';
+import { withMountedStack } from './stack-mount.ts';
+
+export interface ConvertLayerOptions {
+  index: number;
+  /** Names the layer in errors (its source digest). */
+  name: string;
+  lowers: string[];
+  /** Virtual size of the image: given to the first layer's writable layer; later layers inherit it from the lowers. */
+  vsize: number;
+  uuid: string;
+  parentUuid?: string;
+  compress: 'lz4' | 'zstd';
+  blockSize: number;
+  /** Scratch directory of this layer (writable layer, mount point, logs, output). */
+  workDir: string;
+  dadiArgv?: string[];
+  open(): LayerStream;
+  onApplyProgress?(bytes: number): void;
+  onStep?(step: 'mount' | 'apply' | 'unmount' | 'commit'): void;
+}
+
+export interface ConvertedLayer { path: string; digest: string; size: number; apply: ApplyStats }
+
+async function fileDigest(path: string): Promise<{ digest: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (src) {
+    for await (const c of src) { hash.update(c as Buffer); size += (c as Buffer).length; }
+  });
+  return { digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLayer> {
+  const rw = join(o.workDir, 'rw');
+  const mnt = join(o.workDir, 'mnt');
+  await mkdir(rw, { recursive: true });
+  await mkdir(mnt, { recursive: true });
+  o.onStep?.('mount');
+  const apply = await withMountedStack({
+    lowers: o.lowers, writableDir: rw, mkfs: o.index === 0, mountPoint: mnt, workDir: o.workDir,
+    ...(o.index === 0 ? { size: o.vsize } : {}), ...(o.dadiArgv ? { dadiArgv: o.dadiArgv } : {}),
+  }, async (dir) => {
+    o.onStep?.('apply');
+    const blob = o.open();
+    try {
+      const stats = await applyLayer(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
+      await blob.done; // the whole blob matched its digest
+      o.onStep?.('unmount');
+      return stats;
+    } catch (err) {
+      blob.abort();
+      throw err;
+    }
+  });
+  o.onStep?.('commit');
+  const out = join(o.workDir, 'overlaybd.commit');
+  const src = await openWritablePairReadOnly(await FileSource.open(join(rw, WRITABLE_DATA)), await FileSource.open(join(rw, WRITABLE_INDEX)), join(rw, WRITABLE_DATA));
+  try {
+    await commitToFile({ index: src.index, data: src.data, virtualSize: src.virtualSize || o.vsize, parentUuid: src.parentUuid }, out, {
+      compress: o.compress, blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,
+      ...(o.parentUuid ? { parentUuid: o.parentUuid } : {}),
+    });
+  } finally {
+    await src.close();
+  }
+  // The tar wrapper and ZFile header are rewritten in place at close, so the digest is taken
+  // from the finished file (still in the page cache) rather than from the write stream.
+  const { digest, size } = await fileDigest(out);
+  return { path: out, digest, size, apply };
+}
