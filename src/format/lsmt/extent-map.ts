@@ -7,14 +7,21 @@
 import { SegmentArrays } from './records.ts';
 import type { ExtentVisitor, SegmentIndex } from './types.ts';
 
-const CHUNK = 512;
+const DEFAULT_CHUNK = 512;
 
 class Chunk {
   n = 0;
-  readonly off = new Float64Array(CHUNK);
-  readonly len = new Uint32Array(CHUNK);
-  readonly moff = new Float64Array(CHUNK);
-  readonly zero = new Uint8Array(CHUNK);
+  readonly off: Float64Array;
+  readonly len: Uint32Array;
+  readonly moff: Float64Array;
+  readonly zero: Uint8Array;
+
+  constructor(readonly capacity: number) {
+    this.off = new Float64Array(capacity);
+    this.len = new Uint32Array(capacity);
+    this.moff = new Float64Array(capacity);
+    this.zero = new Uint8Array(capacity);
+  }
 
   end(i: number): number {
     return this.off[i]! + this.len[i]!;
@@ -48,7 +55,7 @@ class Chunk {
 
   /** Moves entries [from, n) into a new chunk. */
   splitFrom(from: number): Chunk {
-    const c = new Chunk();
+    const c = new Chunk(this.capacity);
     c.off.set(this.off.subarray(from, this.n));
     c.len.set(this.len.subarray(from, this.n));
     c.moff.set(this.moff.subarray(from, this.n));
@@ -60,8 +67,14 @@ class Chunk {
 }
 
 export class ExtentMap {
-  private chunks: Chunk[] = [new Chunk()];
+  private readonly chunks: Chunk[];
   private total = 0;
+
+  /** `chunkSize` is only lowered by tests, to exercise the multi-chunk paths with few extents. */
+  constructor(private readonly chunkSize = DEFAULT_CHUNK) {
+    if (chunkSize < 2) throw new RangeError('chunk size must be at least 2');
+    this.chunks = [new Chunk(chunkSize)];
+  }
 
   get count(): number {
     return this.total;
@@ -116,8 +129,9 @@ export class ExtentMap {
         const tailMoff = c.zero[i] ? c.moff[i]! : c.moff[i]! + delta;
         const tailZero = c.zero[i]!;
         c.len[i] = offset - eOff;
-        this.insertAt(ci, i + 1, end, eEnd - end, tailMoff, tailZero);
+        // Insert the new extent, then the tail right after wherever it landed (a chunk may split).
         this.insertAt(ci, i + 1, offset, length, moffset, zeroed);
+        this.insertAt(this.lastChunk, this.lastEntry + 1, end, eEnd - end, tailMoff, tailZero);
         return;
       }
       c.len[i] = offset - eOff;
@@ -142,7 +156,8 @@ export class ExtentMap {
           continue;
         }
       }
-      break;
+      // Removed up to the chunk's end: the next chunk may hold more covered extents.
+      if (i < c.n) break;
     }
     // An extent that starts inside and ends after loses its head.
     if (i < c.n && c.off[i]! < end) {
@@ -154,17 +169,23 @@ export class ExtentMap {
     this.insertAt(ci, i, offset, length, moffset, zeroed);
   }
 
+  /** Where the last insertAt put its entry. */
+  private lastChunk = 0;
+  private lastEntry = 0;
+
   private insertAt(ci: number, i: number, off: number, len: number, moff: number, zero: number): void {
     let c = this.chunks[ci]!;
-    if (c.n === CHUNK) {
-      const half = CHUNK >>> 1;
+    if (c.n === this.chunkSize) {
+      const half = this.chunkSize >>> 1;
       const right = c.splitFrom(half);
       this.chunks.splice(ci + 1, 0, right);
-      if (i > half) { c = right; i -= half; }
+      if (i > half) { c = right; i -= half; ci++; }
     }
     c.openAt(i);
     c.set(i, off, len, moff, zero);
     this.total++;
+    this.lastChunk = ci;
+    this.lastEntry = i;
   }
 
   /** Visits the extents intersecting [sector, sector+count), trimmed to it, in LBA order. */

@@ -19,20 +19,21 @@ function check(map: ExtentMap, model: (number | undefined)[]): void {
   assert.equal(idx.count, map.count);
 }
 
-test('ExtentMap matches a per-sector model under random inserts (later wins, splits move moffset)', () => {
+for (const chunkSize of [512, 2, 5]) test(`ExtentMap (chunks of ${chunkSize}) matches a per-sector model under random inserts`, () => {
   const SPACE = 3000;
   const op = fc.record({
     off: fc.integer({ min: 0, max: SPACE - 1 }),
     len: fc.integer({ min: 1, max: 300 }),
     zero: fc.boolean(),
   });
-  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 1500 }), (ops) => {
-    const map = new ExtentMap();
+  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: chunkSize < 10 ? 150 : 1500 }), (ops) => {
+    const map = new ExtentMap(chunkSize);
     const model: (number | undefined)[] = new Array(SPACE + 300).fill(undefined);
     let moff = 8;
     for (const o of ops) {
       map.insert(o.off, o.len, moff, o.zero ? 1 : 0);
       for (let k = 0; k < o.len; k++) model[o.off + k] = o.zero ? -1 : moff + k;
+      if (chunkSize < 10) check(map, model); // small chunks: check every step
       moff += o.len;
     }
     check(map, model);
