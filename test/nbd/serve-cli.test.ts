@@ -43,7 +43,7 @@ test('fio randrw with crc32c verify, then --verify_only after a restart (fio fai
   const rw = await tempDir(t);
   const args = ['--writable', rw, '--size', '64M', '--listen', `unix:${join(dir, 'nbd.sock')}`];
   const job = (uri: string, extra: string[]) => ['--name=dadi', '--ioengine=nbd', `--uri=${uri}`, '--rw=randrw', '--bs=4k',
-    '--iodepth=16', '--size=64M', '--io_size=24M', '--randseed=99', '--verify=crc32c', '--output-format=json', ...extra];
+    '--iodepth=16', '--size=64M', '--io_size=24M', '--randseed=99', '--verify=crc32c', '--verify_state_save=0', '--output-format=json', ...extra];
   const first = await startServe(t, args);
   assert.equal(first.info.size, 64 * 1024 * 1024);
   const r1 = JSON.parse((await run('fio', job(first.info.uri, ['--do_verify=1']), 120_000)).stdout.replace(/^[^{]*/, '')).jobs[0];
