@@ -152,6 +152,10 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),
+      }).catch((err: unknown) => {
+        // Name the layer: an entry name alone does not say which of the image's tars held it.
+        if (err instanceof Error) err.message = `layer ${i} (${layer.digest}): ${err.message}`;
+        throw err;
       });
       bytesIn += layer.size;
       emit({ step: 'push', ...ev });
