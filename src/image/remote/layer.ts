@@ -94,6 +94,7 @@ export async function openRemoteLayer(client: RegistryClient, repo: RepositoryRe
   // An extra handle keeps the blob open past openLayerSource's cleanup, so a corrupt fetch while
   // locating the index can still be dropped from the cache.
   cached.refs++;
+  const resumeReadAhead = cached.pauseReadAhead();
   let detected: DetectedLayer;
   try {
     detected = await openLayerSource(cached, name);
@@ -101,6 +102,8 @@ export async function openRemoteLayer(client: RegistryClient, repo: RepositoryRe
     if (isCorruption(err) && !cached.complete) await cached.discard().catch(() => {});
     await cached.close();
     throw err;
+  } finally {
+    resumeReadAhead();
   }
   await cached.close();
   return new OpenedRemoteLayer(detected, cached);

@@ -74,6 +74,7 @@ export class CachedSource implements ByteSource {
   private demandIdle: Array<() => void> = [];
   private readonly sequential = new SequentialDetector();
   private readAheadInFlight = 0;
+  private readAheadPauses = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   private flushChain: Promise<void> = Promise.resolve();
   private background: BackgroundDownload | undefined;
@@ -267,8 +268,21 @@ export class CachedSource implements ByteSource {
     }
   }
 
+  /**
+   * Suspends read-ahead until the returned function is called: attaching reads headers and
+   * indexes whose adjacency looks sequential but predicts nothing about later reads.
+   */
+  pauseReadAhead(): () => void {
+    this.readAheadPauses++;
+    let resumed = false;
+    return () => {
+      if (!resumed) this.readAheadPauses--;
+      resumed = true;
+    };
+  }
+
   private readAhead(from: number): void {
-    if (this.readAheadBytes <= 0 || from >= this.size || this.readAheadInFlight >= MAX_READAHEAD_IN_FLIGHT) return;
+    if (this.readAheadPauses > 0 || this.readAheadBytes <= 0 || from >= this.size || this.readAheadInFlight >= MAX_READAHEAD_IN_FLIGHT) return;
     const first = Math.floor(from / this.unit);
     const last = Math.min(this.map.units - 1, Math.floor((from + this.readAheadBytes - 1) / this.unit));
     if (this.map.allPresent(first, last)) return;
