@@ -194,17 +194,7 @@ export class Transport {
 
 /** Reads a (small) body as text, refusing more than `limit` bytes. */
 export async function readText(res: HttpResponse, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of res.body) {
-    total += (chunk as Buffer).length;
-    if (total > limit) {
-      res.body.destroy();
-      throw new RegistryError(res.method, res.url, res.status, [], `response body larger than ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  return (await readBytes(res, limit)).toString('utf8');
 }
 
 /** Reads a body fully as bytes, refusing more than `limit`. */

@@ -3,7 +3,7 @@
  * image on a unix socket), real nbdfuse, loop devices and kernel ext4 — independent of dadi's
  * own server, which the CLI tests cover.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -20,6 +20,16 @@ import { assertNothingLeft, hostNeeds, hostScratch, makeExt4Image } from './supp
 const nbdkit = (image: string, readOnly: boolean) => (socket: string) =>
   ['nbdkit', '--foreground', ...(readOnly ? ['--readonly'] : []), '--unix', socket, 'file', image];
 
+/** A fresh state dir, an ext4 image of `mib` MiB and an empty mount point. */
+async function ext4Scratch(t: TestContext, mib: number): Promise<{ stateDir: string; image: string; mnt: string }> {
+  const { stateDir, dir } = await hostScratch(t);
+  const image = join(dir, 'disk.img');
+  makeExt4Image(image, mib);
+  const mnt = join(dir, 'mnt');
+  await mkdir(mnt);
+  return { stateDir, image, mnt };
+}
+
 function debugfsCat(image: string, path: string): string {
   const r = spawnSync('debugfs', ['-R', `cat ${path}`, image], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
@@ -28,11 +38,7 @@ function debugfsCat(image: string, path: string): string {
 
 test('a writable ext4 image served by nbdkit mounts, takes writes, and unmounts leaving nothing behind', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit', 'debugfs'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 32);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 32);
 
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, false), readOnly: false, stateDir });
   assert.equal(rec.fsType, 'ext4');
@@ -54,11 +60,7 @@ test('a writable ext4 image served by nbdkit mounts, takes writes, and unmounts 
 
 test('a read-only mount refuses writes', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: true, stateDir });
   assert.match((await mountAt(mnt))?.source ?? '', /^\/dev\/loop/);
   await assert.rejects(writeFile(join(mnt, 'x'), 'no'), /EROFS|read-only/i);
@@ -68,11 +70,7 @@ test('a read-only mount refuses writes', async (t) => {
 
 test('a read-only export asked to mount writable is mounted read-only and recorded so', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: false, stateDir });
   assert.equal(rec.readOnly, true);
   await assert.rejects(writeFile(join(mnt, 'x'), 'no'), /EROFS|read-only/i);
@@ -125,11 +123,7 @@ test('umount of a directory that is not a dadi mount says so', async (t) => {
 
 test('after kill -9 of the server, umount still cleans up everything', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, false), readOnly: false, stateDir });
   process.kill(rec.server.identity!.pid, 'SIGKILL');
   while (isRunning(rec.server.identity)) await new Promise((r) => setTimeout(r, 10));
@@ -139,11 +133,7 @@ test('after kill -9 of the server, umount still cleans up everything', async (t)
 
 test('a stale record whose processes died (e.g. after a crash of dadi mount) is cleaned by umount', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: true, stateDir });
   // Simulate a crash: everything is torn down behind dadi's back, only the record remains.
   spawnSync('umount', [mnt]);
@@ -162,11 +152,7 @@ test('a stale record whose processes died (e.g. after a crash of dadi mount) is 
 
 test('a busy mount is not torn down unless forced; forced, it is detached lazily and released when the user lets go', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   const rec = await mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, false), readOnly: false, stateDir });
   const fh = await open(join(mnt, 'held.txt'), 'w');
   t.after(() => fh.close().catch(() => undefined));
@@ -189,11 +175,7 @@ test('a busy mount is not torn down unless forced; forced, it is detached lazily
 
 test('a mount(8) failure after the loop device is attached undoes everything and quotes mount', async (t) => {
   if (!requireSystem(t, { ...hostNeeds, commands: [...hostNeeds.commands, 'nbdkit'] })) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const image = join(dir, 'disk.img');
-  makeExt4Image(image, 16);
-  const mnt = join(dir, 'mnt');
-  await mkdir(mnt);
+  const { stateDir, image, mnt } = await ext4Scratch(t, 16);
   await assert.rejects(
     mountImage({ mountPoint: mnt, image: [image], server: nbdkit(image, true), readOnly: true, stateDir, mountOptions: ['no_such_mount_option'] }),
     /^HostStepError: mount: mount -t ext4 -o ro,no_such_mount_option \/dev\/loop\d+ .* failed \(exit \d+\): .+/,
