@@ -1,11 +1,13 @@
 /**
  * `dadi mount IMAGE|LAYER... DIR`: serve the image with `dadi serve` on a private unix socket,
  * attach the export as a block device and mount its file system on DIR (the last argument).
- * `dadi mount --list` shows the recorded mounts.
+ * A registry reference is attached lazily by that server, with the cache and registry flags
+ * passed on. `dadi mount --list` shows the recorded mounts.
  */
 import type { Command } from 'commander';
+import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
 
-interface MountOptions { writable?: string; readOnly?: boolean; size?: string; options?: string; json?: boolean; list?: boolean }
+interface MountOptions extends RemoteFlags { writable?: string; readOnly?: boolean; size?: string; options?: string; json?: boolean; list?: boolean }
 
 /** The command line that runs this same dadi (same node, same entry, same loader flags). */
 function selfArgv(): string[] {
@@ -25,17 +27,26 @@ async function list(json: boolean): Promise<void> {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('mount')
-    .description('serve an image (device config JSON, or layer files lowest first) and mount its file system on DIR')
-    .argument('[image-and-dir...]', 'IMAGE|LAYER... DIR — the image (or its layers, lowest first), then the mount point')
+    .description('serve an image (registry reference, OCI layout, device config JSON, or layer files lowest first) and mount its file system on DIR')
+    .argument('[image-and-dir...]', 'IMAGE|LAYER... DIR — the image (host[:port]/repo[:tag][@sha256:...], oci:DIR[:TAG], config.v1.json, or layers lowest first), then the mount point')
     .option('--writable <dir>', 'keep a writable layer in DIR (created if empty; size from the lowers unless --size)')
     .option('--read-only', 'serve and mount read-only (the default when there is no writable layer; with --writable, the layer is only read)')
     .option('--size <size>', 'virtual size of a new writable layer (default: that of the lowers), e.g. 10G')
     .option('-o, --options <opts>', 'extra mount options, comma-separated')
     .option('--json', 'print the mount record as JSON')
-    .option('--list', 'list the dadi mounts instead ($DADI_STATE_DIR, default /run/dadi)')
-    .addHelpText('after', '\nExamples:\n  dadi mount base.lsmt app.zlsmt /mnt/app\n  dadi mount --writable /var/lib/w base.lsmt /mnt/app\n  dadi mount --list')
+    .option('--list', 'list the dadi mounts instead ($DADI_STATE_DIR, default /run/dadi)');
+  addRemoteOptions(cmd)
+    .addHelpText('after', [
+      '',
+      'Examples:',
+      '  dadi mount 127.0.0.1:5000/app:v1-obd /mnt/app',
+      '  dadi mount --writable /var/lib/w --cache-dir /var/cache/dadi registry.example.com/team/app:v1 /mnt/app',
+      '  dadi mount base.lsmt app.zlsmt /mnt/app',
+      '  dadi mount --writable /var/lib/w base.lsmt /mnt/app',
+      '  dadi mount --list',
+    ].join('\n'))
     .action(async (args: string[], opts: MountOptions) => {
       if (opts.list) {
         if (args.length > 0) throw new Error('--list takes no IMAGE or DIR');
@@ -48,6 +59,12 @@ export function register(program: Command): void {
       const image = args.slice(0, -1);
       const dir = args[args.length - 1]!;
       const writable = opts.writable ? resolve(opts.writable) : undefined;
+      const { pickRemoteImage, remoteFlagArgs, remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const remote = await pickRemoteImage(image);
+      if (remote) {
+        if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');
+        await remoteImageOptions(opts); // bad flag values fail here, not in the detached server
+      }
       const rec = await mountImage({
         mountPoint: dir,
         image,
@@ -60,6 +77,7 @@ export function register(program: Command): void {
           ...(writable ? ['--writable', writable] : []),
           ...(opts.readOnly ? ['--read-only'] : []),
           ...(opts.size ? ['--size', opts.size] : []),
+          ...(remote ? remoteFlagArgs(opts) : []),
         ],
       });
       if (opts.json) process.stdout.write(JSON.stringify(rec, null, 2) + '\n');

@@ -1,12 +1,16 @@
 /**
- * `dadi serve IMAGE|LAYER... --listen unix:PATH|tcp:HOST:PORT`: serve a local image as an NBD
- * export until SIGTERM/SIGINT, then stop accepting, drain, flush, close and exit 0.
+ * `dadi serve IMAGE|LAYER... --listen unix:PATH|tcp:HOST:PORT`: serve an image as an NBD export
+ * until SIGTERM/SIGINT, then stop accepting, drain, flush, close and exit 0. A registry reference
+ * (or oci:DIR[:TAG]) is attached lazily through the block cache; local files open directly.
  * Readiness: a unix socket path appears only once the server accepts; the "listening" line (or
  * JSON with --json), --ready-fd and --pid-file are written at that moment too.
  */
 import type { Command } from 'commander';
+import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
+import type { RemoteImage } from '../../image/remote.ts';
+import type { Disk } from '../../io/types.ts';
 
-interface ServeOptions {
+interface ServeOptions extends RemoteFlags {
   listen: string;
   writable?: string;
   exportName?: string;
@@ -19,10 +23,10 @@ interface ServeOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('serve')
-    .description('serve an image (device config JSON, or layer files lowest first) as an NBD export')
-    .argument('[image...]', 'config.v1.json, or layer files lowest first (plain, ZFile or tar-wrapped; DATA,INDEX for a writable pair read-only)')
+    .description('serve an image (registry reference, OCI layout, device config JSON, or layer files lowest first) as an NBD export')
+    .argument('[image...]', 'host[:port]/repo[:tag][@sha256:...] or oci:DIR[:TAG] (fetched lazily), config.v1.json, or layer files lowest first (plain, ZFile or tar-wrapped; DATA,INDEX for a writable pair read-only)')
     .requiredOption('--listen <addr>', 'where to listen: unix:PATH or tcp:HOST:PORT (port 0 picks one)')
     .option('--writable <dir>', 'keep a writable layer in DIR (writable_data + writable_index; created if absent)')
     .option('--export-name <name>', 'the export name clients ask for (the empty name works too)', '')
@@ -31,10 +35,13 @@ export function register(program: Command): void {
     .option('--description <text>', 'export description shown by nbdinfo')
     .option('--json', 'print the listening line as JSON')
     .option('--pid-file <file>', 'write the server pid here once listening (removed on exit)')
-    .option('--ready-fd <fd>', 'write "ready\\n" to this inherited file descriptor once listening, then close it')
+    .option('--ready-fd <fd>', 'write "ready\\n" to this inherited file descriptor once listening, then close it');
+  addRemoteOptions(cmd)
     .addHelpText('after', [
       '',
       'Examples:',
+      '  dadi serve 127.0.0.1:5000/app:v1-obd --listen unix:/run/dadi/app.sock',
+      '  dadi serve registry.example.com/team/app:v1 --cache-dir /var/cache/dadi --writable /var/lib/dadi/rw --listen tcp:127.0.0.1:10809',
       '  dadi serve base.lsmt app.zlsmt --listen unix:/run/dadi/app.sock',
       '  dadi serve config.v1.json --listen tcp:127.0.0.1:10809',
       '  dadi serve base.lsmt --writable /var/lib/dadi/rw --listen unix:/tmp/rw.sock',
@@ -46,6 +53,8 @@ export function register(program: Command): void {
       const { createWriteStream } = await import('node:fs');
       const { NbdServer, parseListenAddress, formatListenAddress } = await import('../../nbd/server.ts');
       const { openLocalImage } = await import('../../image/local.ts');
+      const { pickRemoteImage, remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const { openRemoteImage } = await import('../../image/remote.ts');
       const { parseSize } = await import('../../util/size.ts');
       const { log } = await import('../../util/log.ts');
       const { errorMessage } = await import('../../errors.ts');
@@ -53,25 +62,43 @@ export function register(program: Command): void {
       const addr = parseListenAddress(opts.listen);
       const readyFd = opts.readyFd === undefined ? undefined : Number(opts.readyFd);
       if (readyFd !== undefined && (!Number.isInteger(readyFd) || readyFd < 3)) throw new Error(`--ready-fd ${opts.readyFd}: expected a descriptor number >= 3`);
-      const disk = await openLocalImage(image, {
-        ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}),
-        ...(opts.size ? { size: parseSize(opts.size) } : {}),
-        ...(opts.readOnly ? { readOnly: true } : {}),
-      });
+      const ref = await pickRemoteImage(image);
+      let remote: RemoteImage | undefined;
+      let disk: Disk;
+      if (ref) {
+        if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');
+        if (opts.readOnly && opts.writable) throw new Error('--read-only and --writable exclude each other');
+        remote = await openRemoteImage(ref, {
+          ...(await remoteImageOptions(opts)),
+          ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}),
+        });
+        disk = remote.disk;
+      } else {
+        disk = await openLocalImage(image, {
+          ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}),
+          ...(opts.size ? { size: parseSize(opts.size) } : {}),
+          ...(opts.readOnly ? { readOnly: true } : {}),
+        });
+      }
+      const closeImage = (): Promise<void> => (remote ? remote.close() : disk.close());
       const exportName = opts.exportName ?? '';
       const server = new NbdServer(disk, { exportName, description: opts.description ?? image.join(' ') });
       try {
         await server.listen(addr);
       } catch (err) {
-        await disk.close();
+        await closeImage();
         throw err;
       }
       const bound = server.address;
       const pidFile = opts.pidFile ? resolve(opts.pidFile) : undefined;
       if (pidFile) await writeFile(pidFile, `${process.pid}\n`);
-      const info = { listen: formatListenAddress(bound), uri: server.uri, size: disk.size, writable: disk.writable, exportName, pid: process.pid };
+      const info = {
+        listen: formatListenAddress(bound), uri: server.uri, size: disk.size, writable: disk.writable, exportName, pid: process.pid,
+        ...(remote ? { image: remote.info.reference, manifestDigest: remote.info.manifestDigest, attach: remote.info.attach } : {}),
+      };
       process.stdout.write(opts.json ? `${JSON.stringify(info)}\n`
-        : `listening on ${info.listen} (${info.uri}), ${info.size} bytes, ${info.writable ? 'writable' : 'read-only'}\n`);
+        : `listening on ${info.listen} (${info.uri}), ${info.size} bytes, ${info.writable ? 'writable' : 'read-only'}` +
+          `${remote ? `; attached ${remote.info.reference} with ${remote.info.attach.bytes} bytes in ${remote.info.attach.requests} request(s)` : ''}\n`);
       if (readyFd !== undefined) {
         const s = createWriteStream('', { fd: readyFd });
         s.end('ready\n');
@@ -90,7 +117,7 @@ export function register(program: Command): void {
           (async () => {
             await server.close();
             if (disk.writable) await disk.flush();
-            await disk.close();
+            await closeImage();
           })().then(() => {
             log.info('stopped');
             done();

@@ -1,0 +1,81 @@
+/**
+ * The command-line options every command that attaches a registry image shares (`dadi serve`,
+ * `dadi mount`), their parsing into RemoteImageOptions, and their re-emission for the server
+ * process `dadi mount` starts, so both commands spell and mean them the same way. Commands
+ * import this when registering, so everything heavier is imported only when an image is opened.
+ */
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import type { RemoteImageOptions } from '../remote.ts';
+
+export interface RemoteFlags {
+  cacheDir?: string;
+  insecure?: boolean;
+  platform?: string;
+  refillUnit?: string;
+  /** commander's `--no-background` sets this false. */
+  background?: boolean;
+  backgroundDelay?: string;
+  backgroundRate?: string;
+}
+
+export function addRemoteOptions(cmd: Command): Command {
+  return cmd
+    .option('--cache-dir <dir>', 'block cache for registry images (default $DADI_CACHE_DIR, else ~/.cache/dadi)')
+    .option('--insecure', 'plain HTTP to the registry (loopback registries use it anyway)')
+    .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
+    .option('--refill-unit <size>', 'cache refill unit, default 256K (a blob cached with another unit is fetched again)')
+    .option('--no-background', 'do not download whole layers in the background after attach')
+    .option('--background-delay <seconds>', 'start the background download this long after attach', '30')
+    .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M');
+}
+
+function nonNegative(flag: string, text: string, parse: (s: string) => number): number {
+  const n = parse(text);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${flag} ${text}: expected a non-negative number`);
+  return n;
+}
+
+export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImageOptions> {
+  const { parsePlatform } = await import('../../registry/manifests.ts');
+  const { parseSize } = await import('../../util/size.ts');
+  return {
+    ...(flags.insecure ? { insecure: true } : {}),
+    ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
+    ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
+    ...(flags.refillUnit ? { refillUnit: parseSize(flags.refillUnit) } : {}),
+    background: {
+      enable: flags.background !== false,
+      delayMs: nonNegative('--background-delay', flags.backgroundDelay ?? '30', Number) * 1000,
+      maxBytesPerSec: nonNegative('--background-rate', flags.backgroundRate ?? '32M', parseSize),
+    },
+  };
+}
+
+/** The same flags as arguments for a child `dadi serve` (paths made absolute). */
+export function remoteFlagArgs(flags: RemoteFlags): string[] {
+  return [
+    ...(flags.cacheDir ? ['--cache-dir', resolve(flags.cacheDir)] : []),
+    ...(flags.insecure ? ['--insecure'] : []),
+    ...(flags.platform ? ['--platform', flags.platform] : []),
+    ...(flags.refillUnit ? ['--refill-unit', flags.refillUnit] : []),
+    ...(flags.background === false ? ['--no-background'] : []),
+    ...(flags.backgroundDelay ? ['--background-delay', flags.backgroundDelay] : []),
+    ...(flags.backgroundRate ? ['--background-rate', flags.backgroundRate] : []),
+  ];
+}
+
+/**
+ * Whether the arguments name one registry image (or OCI layout) rather than local files; a
+ * reference mixed with other arguments is refused.
+ */
+export async function pickRemoteImage(args: readonly string[]): Promise<string | undefined> {
+  const { isImageReference } = await import('../remote.ts');
+  const refs: string[] = [];
+  for (const a of args) if (await isImageReference(a)) refs.push(a);
+  if (refs.length === 0) return undefined;
+  if (args.length > 1) {
+    throw new Error(`${refs[0]} is an image reference (there is no such local file); an image is served alone, without other layer arguments`);
+  }
+  return refs[0];
+}
