@@ -1,0 +1,211 @@
+/**
+ * `dadi demo` run as a user would (the real CLI, real registry, converter, nbdfuse, loop device
+ * and ext4 mount), each run with its own TMPDIR so that "nothing left behind" can be checked
+ * exactly: no mount, loop device, process or directory that names it survives the run.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { generateDemoContent } from '../../src/demo/content.ts';
+import type { DemoEvent } from '../../src/demo/events.ts';
+import { dadiArgv, repoRoot, requireSystem, runDadi, tempDir } from '../helpers/env.ts';
+
+const PRIVILEGED = { root: true, commands: ['nbdfuse', 'mkfs.ext4', 'losetup', 'fusermount3', 'mount'], paths: ['/dev/fuse'] };
+// Small: the demo's behaviour does not depend on the size, and CI time does.
+const SIZE = ['--binary-size', '2M'];
+
+function events(stdout: Buffer): DemoEvent[] {
+  return stdout.toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as DemoEvent);
+}
+
+function find<S extends DemoEvent['step']>(evs: DemoEvent[], step: S): Extract<DemoEvent, { step: S }> {
+  const e = evs.find((x) => x.step === step);
+  assert.ok(e, `no ${step} step in ${JSON.stringify(evs.map((x) => x.step))}`);
+  return e as Extract<DemoEvent, { step: S }>;
+}
+
+async function firstLineOfReadFile(): Promise<string> {
+  const c = await generateDemoContent(2);
+  return c.readContent.toString('utf8').split('\n')[0]!;
+}
+
+/** Asserts that nothing mentioning `dir` is mounted, attached, running or left inside it. */
+async function assertNothingLeft(dir: string, opts: { keptDir?: string } = {}): Promise<void> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.deepEqual(mountinfo.split('\n').filter((l) => l.includes(dir)), [], 'mounts left behind');
+  const loops: string[] = [];
+  for (const n of (await readdir('/sys/block')).filter((x) => x.startsWith('loop'))) {
+    const b = await readFile(`/sys/block/${n}/loop/backing_file`, 'utf8').catch(() => '');
+    if (b.includes(dir)) loops.push(`${n}: ${b.trim()}`);
+  }
+  assert.deepEqual(loops, [], 'loop devices left behind');
+  const procs: string[] = [];
+  for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
+    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
+    if (cmd.includes(dir)) procs.push(`${pid}: ${cmd}`);
+  }
+  assert.deepEqual(procs, [], 'processes (nbdfuse, dadi serve) left behind');
+  // tsx keeps its compile cache in TMPDIR/tsx-UID: the loader's, not the demo's.
+  const left = (await readdir(dir)).filter((n) => !/^tsx-\d+$/.test(n)).map((n) => join(dir, n)).filter((p) => p !== opts.keptDir);
+  assert.deepEqual(left, [], 'temporary files left behind');
+}
+
+async function demoTmp(t: TestContext): Promise<string> {
+  return tempDir(t, 'dadi-demo-test-');
+}
+
+test('dadi demo --json: every step runs, the mounted tree and file match, little is fetched, nothing is left', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  const r = await runDadi(['demo', '--json', ...SIZE], { env: { TMPDIR: tmp } });
+  assert.equal(r.code, 0, r.stderr);
+  const evs = events(r.stdout);
+  assert.deepEqual(evs.map((e) => e.step), ['registry', 'build', 'convert-layer', 'convert-layer', 'convert-layer', 'convert',
+    'attach', 'mount', 'list', 'read', 'fetched', 'cleanup', 'done']);
+  const build = find(evs, 'build');
+  assert.equal(build.layers.length, 3);
+  assert.match(build.reference, /^127\.0\.0\.1:\d+\/demo\/app:1$/);
+  const convert = find(evs, 'convert');
+  assert.equal(convert.layers, 3);
+  assert.ok(evs.filter((e) => e.step === 'convert-layer').every((e) => e.step === 'convert-layer' && e.how === 'converted'));
+  const attach = find(evs, 'attach');
+  assert.ok(attach.layerBytes < attach.imageBytes, `attach fetched ${attach.layerBytes} layer bytes of ${attach.imageBytes}`);
+  const mount = find(evs, 'mount');
+  assert.equal(mount.fsType, 'ext4');
+  assert.ok(mount.mountPoint.startsWith(tmp));
+  const list = find(evs, 'list');
+  assert.equal(list.matches, true);
+  assert.deepEqual(list.root, ['app', 'etc', 'lost+found', 'usr']);
+  const read = find(evs, 'read');
+  assert.equal(read.path, '/etc/motd');
+  assert.equal(read.matches, true);
+  assert.equal(read.firstLine, await firstLineOfReadFile());
+  const fetched = find(evs, 'fetched');
+  assert.ok(fetched.bytes > 0 && fetched.bytes < fetched.imageBytes, `fetched ${fetched.bytes} of ${fetched.imageBytes}`);
+  assert.ok(fetched.cacheHits + fetched.cacheMisses > 0);
+  const cleanup = find(evs, 'cleanup');
+  assert.ok(cleanup.undone.some((u) => u.startsWith(`unmounted ${mount.mountPoint}`)), cleanup.undone.join(', '));
+  assert.ok(cleanup.undone.includes('stopped the NBD server') && cleanup.undone.includes('stopped the registry'));
+  const done = find(evs, 'done');
+  assert.equal(done.ok, true);
+  assert.deepEqual(done.skipped, []);
+  await assertNothingLeft(tmp);
+});
+
+test('dadi demo (log) --keep: a readable step-by-step log; the kept directory holds the registry but no mount', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  const r = await runDadi(['demo', '--keep', ...SIZE], { env: { TMPDIR: tmp } });
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.toString('utf8');
+  for (const step of ['registry', 'build', 'convert', 'attach', 'mount', 'list', 'read', 'fetched', 'cleanup', 'done']) {
+    assert.match(out, new RegExp(`^\\[ *\\d+\\.\\d s\\] ${step} `, 'm'), `no ${step} line in:\n${out}`);
+  }
+  assert.match(out, /attached .* lazily in [\d.]+ (ms|s)/);
+  assert.ok(out.includes(`/etc/motd: ${JSON.stringify(await firstLineOfReadFile())}`), out);
+  assert.match(out, /identical to the generated file/);
+  assert.match(out, /done +every step that ran passed/);
+  const kept = /kept (\S+) \(--keep\)/.exec(out)?.[1];
+  assert.ok(kept && kept.startsWith(tmp), out);
+  assert.ok((await stat(join(kept, 'registry'))).isDirectory());
+  await assertNothingLeft(tmp, { keptDir: kept });
+});
+
+test('dadi demo --no-mount: converts and attaches, skips the mount saying why, reads the superblock lazily', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  const r = await runDadi(['demo', '--json', '--no-mount', ...SIZE], { env: { TMPDIR: tmp } });
+  assert.equal(r.code, 0, r.stderr);
+  const evs = events(r.stdout);
+  assert.deepEqual(evs.map((e) => e.step), ['registry', 'build', 'convert-layer', 'convert-layer', 'convert-layer', 'convert',
+    'attach', 'skipped', 'superblock', 'fetched', 'cleanup', 'done']);
+  const skipped = find(evs, 'skipped');
+  assert.equal(skipped.what, 'mount');
+  assert.match(skipped.reason, /--no-mount/);
+  assert.equal(find(evs, 'superblock').magic, '0xef53');
+  const fetched = find(evs, 'fetched');
+  assert.ok(fetched.bytes < fetched.imageBytes);
+  assert.deepEqual(find(evs, 'done').skipped, [`mount: ${skipped.reason}`]);
+  await assertNothingLeft(tmp);
+});
+
+test('dadi demo without nbdfuse: builds and pushes, then names what converting needs and exits 0', { timeout: 60_000 }, async (t) => {
+  const tmp = await demoTmp(t);
+  // A PATH with every tool the privileged steps use except nbdfuse.
+  const bin = join(tmp, 'bin');
+  await mkdir(bin);
+  for (const tool of ['mount', 'umount', 'losetup', 'fusermount3', 'mkfs.ext4']) {
+    const where = spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim();
+    if (where) await symlink(where, join(bin, tool));
+  }
+  const r = await runDadi(['demo', ...SIZE], { env: { TMPDIR: tmp, PATH: bin, DADI_ATTACH: 'nbdfuse' } });
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.toString('utf8');
+  assert.match(out, /\] registry +embedded registry on http:\/\/127\.0\.0\.1:\d+/);
+  assert.match(out, /\] build +OCI image of 3 gzip layers/);
+  assert.match(out, /\] skipped +convert: converting applies each layer into a mounted ext4 file system, which this host does not allow/);
+  assert.match(out, /missing: nbdfuse \(apt-get install libnbd-bin\)/);
+  assert.doesNotMatch(out, /missing: (mkfs\.ext4|losetup|fusermount3)/);
+  assert.match(out, /\] skipped +attach: there is no converted image to attach/);
+  assert.match(out, /\] skipped +mount: there is no converted image to mount/);
+  assert.match(out, /\] done +every step that ran passed .*; skipped convert, attach, mount/);
+  assert.doesNotMatch(out, /\] (mount|attach|read) +/);
+  await assertNothingLeft(tmp, { keptDir: bin });
+});
+
+test('dadi demo as an unprivileged user: says root is missing, skips convert, attach and mount, exits 0', { timeout: 60_000 }, async (t) => {
+  if (!requireSystem(t, { root: true, commands: ['setpriv'] })) return;
+  const tmp = await demoTmp(t);
+  await import('node:fs/promises').then((fs) => fs.chmod(tmp, 0o777));
+  const [node, args] = dadiArgv(['demo', '--json', ...SIZE]);
+  const r = spawnSync('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', '--', node, ...args], {
+    cwd: repoRoot, env: { ...process.env, TMPDIR: tmp, HOME: tmp }, encoding: 'buffer', timeout: 50_000,
+  });
+  assert.equal(r.status, 0, r.stderr.toString());
+  const evs = events(r.stdout);
+  assert.deepEqual(evs.map((e) => e.step), ['registry', 'build', 'skipped', 'skipped', 'skipped', 'cleanup', 'done']);
+  const convert = evs.find((e) => e.step === 'skipped' && e.what === 'convert');
+  assert.ok(convert && convert.step === 'skipped' && convert.missing?.some((m) => m.startsWith('root')), JSON.stringify(convert));
+  assert.equal(find(evs, 'done').ok, true);
+  await assertNothingLeft(tmp);
+});
+
+test('dadi demo interrupted (SIGINT) while converting: exits 130 after undoing everything', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  const [node, args] = dadiArgv(['demo', '--json', ...SIZE]);
+  const child = spawn(node, args, { cwd: repoRoot, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stdout = '';
+  let stderr = '';
+  let sent = false;
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    // The image is built and pushed: conversion (seconds, with a mount) is under way.
+    if (!sent && stdout.includes('"step":"build"')) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  assert.ok(sent, stdout);
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /stopping after the current step, then cleaning up/);
+  assert.match(stderr, /interrupted; everything the demo started has been cleaned up/);
+  const evs = events(Buffer.from(stdout));
+  // Stopped inside the converter (which then unmounted its own stack), not after it.
+  assert.ok(!evs.some((e) => e.step === 'convert' || e.step === 'done'), stdout);
+  assert.equal(evs.at(-1)?.step, 'cleanup');
+  await assertNothingLeft(tmp);
+});
+
+test('dadi demo --help describes the steps, options and prerequisites', async () => {
+  const r = await runDadi(['demo', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.toString('utf8');
+  for (const opt of ['--keep', '--json', '--no-mount', '--binary-size <size>']) assert.ok(out.includes(opt), out);
+  assert.match(out, /Without them\s+the demo says what it skipped and why, and still exits 0/);
+});
