@@ -1,14 +1,16 @@
 /**
  * Opens a LayerStack from files: each lower is a layer file in any form (plain, ZFile, tar-wrapped:
  * detected from its bytes) or a writable data+index pair read as a read-only layer; the optional
- * upper is a writable pair opened for writing. Whatever was opened is closed again on failure.
+ * upper is a writable pair opened for writing. Layer files are read through LocalFileSource (small
+ * reads synchronous while they hit the page cache). Whatever was opened is closed again on failure.
  */
 import { FileSource } from '../io/file.ts';
 import type { ReadOnlyLayer, WritableLayer } from '../format/lsmt/types.ts';
-import { openLayer } from '../format/open-layer.ts';
+import { openLayerSource } from '../format/open-layer.ts';
 import { openWritablePairReadOnly } from '../format/lsmt/readonly.ts';
 import { openWritableLayer } from '../format/lsmt/writable.ts';
 import { LayerStack } from './layer-stack.ts';
+import { LocalFileSource } from './local-file.ts';
 
 export interface WritablePairPaths { data: string; index: string }
 
@@ -24,7 +26,7 @@ export interface OpenStackOptions {
 const OPEN_PARALLEL = 32;
 
 async function openPairReadOnly(p: WritablePairPaths): Promise<ReadOnlyLayer> {
-  const data = await FileSource.open(p.data);
+  const data = await LocalFileSource.open(p.data);
   try {
     const index = await FileSource.open(p.index);
     try {
@@ -40,7 +42,7 @@ async function openPairReadOnly(p: WritablePairPaths): Promise<ReadOnlyLayer> {
 }
 
 function openLower(spec: LowerSpec): Promise<ReadOnlyLayer> {
-  return typeof spec === 'string' ? openLayer(spec) : openPairReadOnly(spec);
+  return typeof spec === 'string' ? LocalFileSource.open(spec).then((src) => openLayerSource(src, spec)) : openPairReadOnly(spec);
 }
 
 /** Opens `lowers` (bottom-first) and the optional upper as one disk. */
