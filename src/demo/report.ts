@@ -10,6 +10,10 @@ function pct(part: number, whole: number): string {
   return whole > 0 ? `${((part / whole) * 100).toFixed(2)}%` : '-';
 }
 
+function requests(n: number): string {
+  return `${n} request${n === 1 ? '' : 's'}`;
+}
+
 function short(digest: string): string {
   return digest.replace(/^sha256:/, '').slice(0, 12);
 }
@@ -30,7 +34,7 @@ export function formatEvent(e: DemoEvent, elapsed: number): string {
       return head('convert', `${e.layers} layers into ${e.reference}: ${formatSize(e.bytesIn)} in, ${formatSize(e.bytesOut)} out (${ms(e.seconds)})`);
     case 'attach':
       return [head('attach', `attached ${e.reference} lazily in ${ms(e.seconds)}: ${e.layers} layers, a ${formatSize(e.diskSize)} disk`),
-        sub(`fetched ${formatSize(e.fetchedBytes)} in ${e.fetchedRequests} requests (manifest, config, layer headers and indexes): ` +
+        sub(`fetched ${formatSize(e.fetchedBytes)} in ${requests(e.fetchedRequests)} (manifest, config, layer headers and indexes): ` +
           `layer bytes ${formatSize(e.layerBytes)} = ${pct(e.layerBytes, e.imageBytes)} of the ${formatSize(e.imageBytes)} image`)].join('\n');
     case 'mount':
       return head('mount', `${e.fsType} mounted read-only on ${e.mountPoint} (${e.device} via ${e.method}, NBD served in-process) (${ms(e.seconds)})`);
@@ -44,9 +48,9 @@ export function formatEvent(e: DemoEvent, elapsed: number): string {
     case 'superblock':
       return head('read', `ext4 superblock through the lazy disk: magic ${e.magic}, ${e.blocks} blocks of ${e.blockSize} B, ${e.inodes} inodes (${ms(e.seconds)})`);
     case 'fetched':
-      return [head('fetched', `${formatSize(e.bytes)} from the registry in ${e.requests} requests = ${pct(e.bytes, e.imageBytes)} of the ` +
+      return [head('fetched', `${formatSize(e.bytes)} from the registry in ${requests(e.requests)} = ${pct(e.bytes, e.imageBytes)} of the ` +
         `${formatSize(e.imageBytes)} image; block cache ${e.cacheHits} hits, ${e.cacheMisses} misses`),
-        sub(`of which ${formatSize(e.afterAttach.bytes)} in ${e.afterAttach.requests} requests after the attach`)].join('\n');
+        sub(`of which ${formatSize(e.afterAttach.bytes)} in ${requests(e.afterAttach.requests)} after the attach`)].join('\n');
     case 'skipped':
       return [head('skipped', `${e.what}: ${e.reason}`), ...(e.missing ?? []).map((m) => sub(`missing: ${m}`))].join('\n');
     case 'cleanup':

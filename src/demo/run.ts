@@ -47,8 +47,8 @@ export interface DemoResult {
 
 export class DemoInterrupted extends Error {
   override readonly name = 'DemoInterrupted';
-  constructor() {
-    super('interrupted; everything the demo started has been cleaned up');
+  constructor(detail = '') {
+    super(`interrupted; everything the demo started has been cleaned up${detail}`);
   }
 }
 
@@ -165,6 +165,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     }
   } catch (err) {
     failure = err instanceof Error ? err : new Error(String(err));
+    // Ctrl-C reaches the tools a step runs too (mkfs, mount), so the step may fail rather than
+    // stop at its boundary: that is still an interruption.
+    if (opts.signal?.aborted && !(failure instanceof DemoInterrupted)) failure = new DemoInterrupted(` (the step under way ended with: ${failure.message})`);
   }
   {
     const t0 = performance.now();
