@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
@@ -95,9 +95,12 @@ export async function writeObdLayout(dir: string, tag: string, img: ObdImage): P
 /**
  * A generated layer: `chunks` pieces of `chunkSize` random bytes written at scattered offsets of
  * a `virtualSize` disk, committed as ZFile (lz4, 4 KiB blocks, CRC) inside a tar, as the
- * convertor writes layers. Returns the blob path.
+ * convertor writes layers (`incompressible`: plain random data, so the blob stays as large as
+ * the data). Returns the blob path and the disk offsets of the chunks, in writing order.
  */
-export async function generateLayer(dir: string, opts: { chunks: number; chunkSize: number; virtualSize: number; seed?: number }): Promise<string> {
+export async function generateLayer(dir: string,
+  opts: { chunks: number; chunkSize: number; virtualSize: number; seed?: number; incompressible?: boolean }):
+Promise<{ path: string; offsets: number[] }> {
   const data = join(dir, 'gen.data');
   const index = join(dir, 'gen.index');
   const out = join(dir, `gen-${opts.seed ?? 0}.tar.zlsmt`);
@@ -106,11 +109,13 @@ export async function generateLayer(dir: string, opts: { chunks: number; chunkSi
   // A stride coprime with the slot count scatters the chunks over the whole disk.
   let stride = Math.floor(slots * 0.618) | 1;
   while (gcd(stride, slots) !== 1) stride += 2;
+  const offsets: number[] = [];
   for (let i = 0; i < opts.chunks; i++) {
     const slot = (i * stride + (opts.seed ?? 0)) % slots;
+    offsets.push(slot * opts.chunkSize);
     const buf = randomBytes(opts.chunkSize);
     // Every other 4 KiB run repeats, so lz4 has something to compress.
-    for (let p = 0; p + 8192 <= buf.length; p += 8192) buf.fill(buf[p]!, p, p + 4096);
+    if (!opts.incompressible) for (let p = 0; p + 8192 <= buf.length; p += 8192) buf.fill(buf[p]!, p, p + 4096);
     await layer.write(buf, slot * opts.chunkSize);
   }
   await layer.close();
@@ -120,7 +125,9 @@ export async function generateLayer(dir: string, opts: { chunks: number; chunkSi
   } finally {
     await ro.close();
   }
-  return out;
+  await rm(data);
+  await rm(index);
+  return { path: out, offsets };
 }
 
 function gcd(a: number, b: number): number {
