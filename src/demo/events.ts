@@ -15,7 +15,8 @@ export type DemoEvent =
   | { step: 'superblock'; magic: string; blocks: number; blockSize: number; inodes: number; seconds: number }
   | { step: 'fetched'; bytes: number; requests: number; imageBytes: number;
     /** What reads after the attach (mount, listing, file read) fetched. */
-    afterAttach: { bytes: number; requests: number }; cacheHits: number; cacheMisses: number }
+    afterAttach: { bytes: number; requests: number }; cacheHits: number; cacheMisses: number;
+    layers: Array<{ layer: number; blobBytes: number; fetchedBytes: number; requests: number }> }
   | { step: 'skipped'; what: 'convert' | 'attach' | 'mount'; reason: string; missing?: string[] }
   | { step: 'cleanup'; undone: string[]; kept?: string; seconds: number }
   | { step: 'done'; ok: boolean; seconds: number; skipped: string[]; problems: string[] };

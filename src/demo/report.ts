@@ -50,7 +50,8 @@ export function formatEvent(e: DemoEvent, elapsed: number): string {
     case 'fetched':
       return [head('fetched', `${formatSize(e.bytes)} from the registry in ${requests(e.requests)} = ${pct(e.bytes, e.imageBytes)} of the ` +
         `${formatSize(e.imageBytes)} image; block cache ${e.cacheHits} hits, ${e.cacheMisses} misses`),
-        sub(`of which ${formatSize(e.afterAttach.bytes)} in ${requests(e.afterAttach.requests)} after the attach`)].join('\n');
+        sub(`of which ${formatSize(e.afterAttach.bytes)} in ${requests(e.afterAttach.requests)} after the attach`),
+        ...e.layers.map((l) => sub(`layer ${l.layer}: ${formatSize(l.fetchedBytes)} of its ${formatSize(l.blobBytes)} blob (${pct(l.fetchedBytes, l.blobBytes)}) in ${requests(l.requests)}`))].join('\n');
     case 'skipped':
       return [head('skipped', `${e.what}: ${e.reason}`), ...(e.missing ?? []).map((m) => sub(`missing: ${m}`))].join('\n');
     case 'cleanup':

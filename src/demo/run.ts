@@ -161,6 +161,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const s = image.stats();
       emit({ step: 'fetched', bytes: s.fetched.bytes, requests: s.fetched.requests, imageBytes: image.info.imageBytes,
         afterAttach: { bytes: s.fetched.bytes - a.bytes, requests: s.fetched.requests - a.requests },
+        layers: s.layers.map((l, i) => ({ layer: l.index, blobBytes: image.info.layers[i]!.blobSize, fetchedBytes: l.fetched.bytes, requests: l.fetched.requests })),
         cacheHits: s.cache?.hits ?? 0, cacheMisses: s.cache?.misses ?? 0 });
     }
   } catch (err) {

@@ -25,8 +25,16 @@ export function register(program: Command): void {
       '',
       'Converting and mounting need root, mount(8), and the kernel nbd module with nbd-client or',
       '/dev/fuse with nbdfuse, fusermount3 and losetup; converting also needs mkfs.ext4. Without them',
-      'the demo says what it skipped and why, and still exits 0. Exit codes: 0 every step that ran',
-      'passed, 1 a step failed or read back wrong data, 130 interrupted (after cleaning up).',
+      'the demo says what it skipped and why, and still exits 0.',
+      '',
+      'Ctrl-C stops after the current step and undoes everything (mount, device, servers, files).',
+      'Exit codes: 0 every step that ran passed, 1 a step failed or read back wrong data, 130',
+      'interrupted (after cleaning up).',
+      '',
+      'Examples:',
+      '  sudo dadi demo',
+      '  sudo dadi demo --json --keep',
+      '  dadi demo --no-mount',
     ].join('\n'))
     .action(async (opts: DemoCliOptions) => {
       const { runDemo, DemoInterrupted } = await import('../../demo/run.ts');
