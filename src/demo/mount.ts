@@ -15,27 +15,44 @@ import { mountFs, unmountFs } from '../host/mount-fs.ts';
 import { NbdServer } from '../nbd/server.ts';
 import type { Disk } from '../io/types.ts';
 
-export interface DemoMount {
+export interface MountedImage {
   mountPoint: string;
   device: string;
   fsType: string;
   socket: string;
   method: Attachment['kind'];
-  /** Unmounts, detaches and stops the server; returns what it undid, in order. */
-  unmount(): Promise<string[]>;
 }
 
-export async function mountDisk(disk: Disk, workDir: string, description: string): Promise<DemoMount> {
-  const socket = join(workDir, 'nbd.sock');
-  // sockaddr_un holds 108 bytes including the terminating NUL.
-  if (Buffer.byteLength(socket) > 107) throw new Error(`socket path ${socket} is longer than 107 bytes; use a shorter TMPDIR`);
-  const mountPoint = join(workDir, 'mnt');
-  await mkdir(mountPoint, { recursive: true });
-  let server: NbdServer | undefined;
-  let attach: Attachment | undefined;
-  let device: string | undefined;
+/**
+ * One read-only mount of `disk`. Create it, register `unmount` for cleanup, then `mount`: a
+ * failed mount leaves its partial state for `unmount` to undo and report like any other.
+ */
+export class DemoMount {
+  readonly socket: string;
+  readonly mountPoint: string;
+  private server: NbdServer | undefined;
+  private attach: Attachment | undefined;
+  private device: string | undefined;
 
-  const unmount = async (): Promise<string[]> => {
+  constructor(private readonly disk: Disk, private readonly workDir: string, private readonly description: string) {
+    this.socket = join(workDir, 'nbd.sock');
+    this.mountPoint = join(workDir, 'mnt');
+  }
+
+  async mount(): Promise<MountedImage> {
+    // sockaddr_un holds 108 bytes including the terminating NUL.
+    if (Buffer.byteLength(this.socket) > 107) throw new Error(`socket path ${this.socket} is longer than 107 bytes; use a shorter TMPDIR`);
+    await mkdir(this.mountPoint, { recursive: true });
+    this.server = new NbdServer(this.disk, { description: this.description });
+    await this.server.listen({ unix: this.socket });
+    const device = await attachExport(this.socket, this.workDir, true, async (a) => { this.attach = a; });
+    this.device = device;
+    const fsType = await mountFs(device, this.mountPoint, { readOnly: true });
+    return { mountPoint: this.mountPoint, device, fsType, socket: this.socket, method: this.attach!.kind };
+  }
+
+  /** Unmounts, detaches and stops the server, whatever of it exists; returns what it undid, in order. */
+  async unmount(): Promise<string[]> {
     const undone: string[] = [];
     const errors: string[] = [];
     /** `fn` returns false when there was nothing to undo. */
@@ -46,37 +63,25 @@ export async function mountDisk(disk: Disk, workDir: string, description: string
         errors.push(`${what}: ${(err as Error).message}`);
       }
     };
-    if (device) {
-      // Asks the kernel, not only our flag: a mount that failed late may still have happened.
+    if (this.device) {
+      // Asks the kernel rather than a flag: a mount that failed late may still have happened.
       // Our server is alive until the end, so a busy mount is detached lazily rather than left behind.
-      await step(`unmounted ${mountPoint}`, async () => (await unmountFs(mountPoint, true)) !== 'not-mounted');
+      await step(`unmounted ${this.mountPoint}`, async () => (await unmountFs(this.mountPoint, true)) !== 'not-mounted');
     }
-    if (attach) {
-      const a = attach;
-      attach = undefined;
-      await step(a.kind === 'kernel-nbd' ? `detached ${device ?? 'nbd device'}` : `detached ${device ?? 'loop device'} and stopped nbdfuse`, () => detachExport(a));
+    if (this.attach) {
+      const a = this.attach;
+      this.attach = undefined;
+      const dev = a.kind === 'kernel-nbd' ? a.device : a.loopDevice;
+      await step(a.kind === 'kernel-nbd' ? `detached ${dev ?? 'the nbd device'}` : `detached ${dev ?? 'the loop device'} and stopped nbdfuse`,
+        () => detachExport(a));
     }
-    if (server) {
-      const s = server;
-      server = undefined;
+    this.device = undefined;
+    if (this.server) {
+      const s = this.server;
+      this.server = undefined;
       await step('stopped the NBD server', () => s.close());
     }
     if (errors.length > 0) throw new Error(`cleaning up the mount failed: ${errors.join('; ')} (undone: ${undone.join(', ') || 'nothing'})`);
     return undone;
-  };
-
-  try {
-    server = new NbdServer(disk, { description });
-    await server.listen({ unix: socket });
-    device = await attachExport(socket, workDir, true, async (a) => { attach = a; });
-    const fsType = await mountFs(device, mountPoint, { readOnly: true });
-    return { mountPoint, device, fsType, socket, method: attach!.kind, unmount };
-  } catch (err) {
-    try {
-      await unmount();
-    } catch (undoErr) {
-      (err as Error).message += `; ${(undoErr as Error).message}`;
-    }
-    throw err;
   }
 }

@@ -15,7 +15,7 @@ import { startRegistryServer } from '../registry/server/server.ts';
 import { generateDemoContent, type DemoContent } from './content.ts';
 import type { DemoEvent } from './events.ts';
 import { inspectMount } from './inspect.ts';
-import { mountDisk } from './mount.ts';
+import { DemoMount } from './mount.ts';
 import { checkPrerequisites, type Prerequisites } from './prerequisites.ts';
 import { pushOciImage } from './push.ts';
 
@@ -145,8 +145,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         emit(await readSuperblock(image));
       } else {
         t0 = performance.now();
-        const mount = await mountDisk(image.disk, join(work, 'm'), dst);
-        cleanups.push({ what: 'unmount', undo: () => mount.unmount() });
+        const mounting = new DemoMount(image.disk, join(work, 'm'), dst);
+        cleanups.push({ what: 'unmount', undo: () => mounting.unmount() });
+        const mount = await mounting.mount();
         emit({ step: 'mount', status: 'done', mountPoint: mount.mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType, seconds: since(t0) });
 
         checkAbort();

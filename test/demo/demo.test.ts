@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, readdir, readFile, stat, symlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { generateDemoContent } from '../../src/demo/content.ts';
@@ -130,6 +130,25 @@ test('dadi demo --no-mount --keep (log): converts and attaches, says why it skip
   assert.ok((await stat(join(kept, 'registry'))).isDirectory());
   assert.doesNotMatch(out, /removed /);
   await assertNothingLeft(tmp, { keptDir: kept });
+});
+
+test('dadi demo whose mount fails: exits 1 naming the step, and still detaches, stops and removes everything', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  // mount(8) refuses only the demo's read-only mount; the converter's read-write ones go through.
+  const bin = join(tmp, 'bin');
+  await mkdir(bin);
+  const realMount = spawnSync('sh', ['-c', 'command -v mount'], { encoding: 'utf8' }).stdout.trim();
+  await writeFile(join(bin, 'mount'), `#!/bin/sh\ncase "$*" in *"-o ro"*) echo "mount: injected failure" >&2; exit 32;; esac\nexec ${realMount} "$@"\n`, { mode: 0o755 });
+  const r = await runDadi(['demo', '--json', ...SIZE], { env: { TMPDIR: tmp, PATH: `${bin}:${process.env.PATH ?? ''}` } });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^dadi: mount: mount -t ext4 -o ro \S+ \S+ failed \(exit 32\): mount: injected failure/m);
+  const evs = events(r.stdout);
+  assert.deepEqual(evs.map((e) => e.step).slice(-2), ['attach', 'cleanup']);
+  const cleanup = find(evs, 'cleanup');
+  assert.ok(cleanup.undone.some((u) => /^detached \/dev\/\w+/.test(u)), cleanup.undone.join(', '));
+  for (const u of ['stopped the NBD server', 'closed the image', 'stopped the registry']) assert.ok(cleanup.undone.includes(u), cleanup.undone.join(', '));
+  await assertNothingLeft(tmp, { keptDir: bin });
 });
 
 test('dadi demo without nbdfuse: builds and pushes, then names what converting needs and exits 0', { timeout: 60_000 }, async (t) => {
