@@ -14,6 +14,7 @@ import { openWritablePairReadOnly } from '../../../src/format/open-layer.ts';
 import { FileSource } from '../../../src/io/file.ts';
 import { overlaybdLayerAnnotations } from '../../../src/image/annotations.ts';
 import { RegistryClient } from '../../../src/registry/client.ts';
+import type { Credentials } from '../../../src/registry/credentials.ts';
 import { sha256Digest } from '../../../src/registry/digest.ts';
 import { MediaType } from '../../../src/registry/media-types.ts';
 import type { Descriptor, ImageManifest } from '../../../src/registry/oci.ts';
@@ -57,8 +58,9 @@ export async function buildObdImage(paths: string[], opts: { plain?: boolean; ex
 }
 
 /** Pushes the image with our client (blobs streamed from their files). */
-export async function pushObdImage(registry: string, repository: string, tag: string, img: ObdImage): Promise<void> {
-  const client = new RegistryClient({ insecure: true });
+export async function pushObdImage(registry: string, repository: string, tag: string, img: ObdImage,
+  credentials?: Credentials): Promise<void> {
+  const client = new RegistryClient({ insecure: true, ...(credentials ? { credentials } : {}) });
   try {
     const repo = { registry, repository };
     for (const l of img.layers) {

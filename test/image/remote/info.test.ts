@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runDadi, tempDir, vector } from '../../helpers/env.ts';
 import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.ts';
 import { startEmbeddedRegistry } from '../../helpers/registry.ts';
-import { buildObdImage, pushObdImage } from './fixture.ts';
+import { buildObdImage, pushObdImage, writeObdLayout } from './fixture.ts';
 
 const LAYERS = ['A.lz4.bs4.tar.zlsmt', 'B.zstd.bs4.zlsmt'];
 
@@ -119,4 +120,43 @@ test('image info prints a readable report, and refuses an image without overlayb
   const missing = await runDadi(['image', 'info', `${reg.hostPort}/vec/nothing:v1`, '--cache-dir', cache]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /vec\/nothing/);
+});
+
+test('image info reads credentials from $DOCKER_CONFIG for a token-auth registry; wrong ones fail clearly', async (t) => {
+  const creds = { username: 'alice', password: 's3cret' };
+  const reg = await startEmbeddedRegistry(t, { auth: { kind: 'token', ...creds } });
+  const img = await buildObdImage(LAYERS.map(vector));
+  await pushObdImage(reg.hostPort, 'vec/ab', 'v1', img, creds);
+  const dir = await tempDir(t);
+  const config = join(dir, 'docker');
+  await mkdir(config);
+  const auth = (user: string, pass: string): Promise<void> => writeFile(join(config, 'config.json'),
+    JSON.stringify({ auths: { [reg.hostPort]: { auth: Buffer.from(`${user}:${pass}`).toString('base64') } } }));
+  const env = { DOCKER_CONFIG: config };
+  const args = ['image', 'info', `${reg.hostPort}/vec/ab:v1`, '--json', '--cache-dir', join(dir, 'cache')];
+
+  await auth('alice', 's3cret');
+  const ok = await runDadi(args, { env });
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal((JSON.parse(ok.stdout.toString()) as InfoJson).manifestDigest, img.digest);
+
+  await auth('alice', 'wrong');
+  const bad = await runDadi(args, { env });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^dadi: .*401.*/m);
+  assert.match(bad.stderr, new RegExp(reg.hostPort.replace(/\./g, '\\.')));
+});
+
+test('image info of an OCI layout (oci:DIR:TAG) reads the local blobs and fetches nothing', async (t) => {
+  const dir = await tempDir(t);
+  const img = await buildObdImage(LAYERS.map(vector));
+  await writeObdLayout(join(dir, 'layout'), 'v1', img);
+  const run = await runDadi(['image', 'info', `oci:${join(dir, 'layout')}:v1`, '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const info = JSON.parse(run.stdout.toString()) as InfoJson;
+  assert.equal(info.source, 'oci-layout');
+  assert.equal(info.manifestDigest, img.digest);
+  assert.deepEqual(info.layers.map((l) => [l.blobDigest, l.wrappers.length, l.attach.bytes]),
+    img.layers.map((l, i) => [l.digest, i === 0 ? 2 : 1, 0]));
+  assert.equal(info.attach.bytes, 0);
 });
