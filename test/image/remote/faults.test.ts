@@ -144,3 +144,40 @@ test('registry stops mid-read: that NBD read fails with EIO after the retries, c
   assert.ok(back.includes(hexOf(cold.bytes)), `after the registry returned:\n${back}`);
   assert.equal(await srv.stop(), 0, srv.stderr());
 });
+
+test('truncated and reset responses are retried into the right bytes; responses slower than the timeout fail that read with EIO, then recover', async (t) => {
+  const f = await smallImage(t);
+  const reg = await startEmbeddedRegistry(t);
+  await pushObdImage(reg.hostPort, 'gen/slow', 'v1', f.img);
+  const proxy = await startFaultProxy(t, reg.url);
+  const digest = f.img.layers[0]!.digest;
+  const remote = await openRemoteImage(`${proxy.hostPort}/gen/slow:v1`, {
+    cacheDir: join(f.dir, 'cache'), background: { enable: false }, logStatsOnClose: false,
+    clientOptions: { backoffMs: 10, timeoutMs: 1000 },
+  });
+  t.after(() => remote.close());
+  const onBlob = { match: (req: { url?: string }) => (req.url ?? '').endsWith(digest) };
+  const used = unitsOf(f.probe.attachRanges[0]!, UNIT);
+  const buf = Buffer.alloc(4096);
+
+  for (const kind of ['truncate', 'reset'] as const) {
+    const r = await readHittingMidUnit(f, used);
+    proxy.log.length = 0;
+    proxy.inject({ kind }, onBlob);
+    await remote.disk.read(buf, r.offset);
+    assert.ok(buf.equals(r.bytes), `right bytes after a ${kind}`);
+    assert.equal(blobGets(proxy, digest)[0]!.fault, kind);
+    assert.ok(blobGets(proxy, digest).length >= 2, `the ${kind} was retried`);
+  }
+
+  const slow = await readHittingMidUnit(f, used);
+  proxy.inject({ kind: 'delay', ms: 2500 }, { ...onBlob, times: 10 });
+  await assert.rejects(remote.disk.read(buf, slow.offset), (err: NodeJS.ErrnoException) => {
+    assert.equal(err.code, 'EIO');
+    assert.match(err.message, new RegExp(`blob ${digest}: upstream read of bytes \\d+-\\d+ failed: GET .*/blobs/${digest}: timed out .*\\(gave up after 4 attempts\\)`));
+    return true;
+  });
+  proxy.clear();
+  await remote.disk.read(buf, slow.offset);
+  assert.ok(buf.equals(slow.bytes), 'right bytes once the registry answers in time');
+});
