@@ -7,11 +7,11 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { requireSystem, runDadi, tempDir, vector } from '../../helpers/env.ts';
+import { dadiArgv, requireSystem, runDadi, tempDir, vector } from '../../helpers/env.ts';
 import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.ts';
 import { startDockerRegistry, startEmbeddedRegistry } from '../../helpers/registry.ts';
 import { startServe, type ServeInfo } from '../../nbd/serve-process.ts';
@@ -116,4 +116,41 @@ test('serve refuses a reference mixed with layer files, and --size for a registr
   const sized = await runDadi(['serve', '127.0.0.1:9/vec/ab:v1', '--size', '1G', '--listen', `unix:${join(dir, 's')}`]);
   assert.equal(sized.code, 1);
   assert.match(sized.stderr, /--size does not apply to a registry image/);
+});
+
+test('the server log reports attach and, at shutdown, the fetch and cache counters per layer', async (t) => {
+  if (!requireSystem(t, { commands: ['qemu-io'] })) return;
+  const reg = await startEmbeddedRegistry(t);
+  const img = await buildObdImage([vector('A.lz4.bs4.tar.zlsmt'), vector('B.zstd.bs4.zlsmt')]);
+  await pushObdImage(reg.hostPort, 'vec/ab', 'v1', img);
+  const dir = await tempDir(t);
+  const [cmd, argv] = dadiArgv(['serve', `${reg.hostPort}/vec/ab:v1`, '--listen', `unix:${join(dir, 's.sock')}`,
+    '--cache-dir', join(dir, 'cache'), '--no-background', '--json']);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DADI_LOG_LEVEL: 'info' } });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out.slice(0, out.indexOf('\n')));
+    });
+    void exited.then(() => reject(new Error(`dadi serve exited before listening: ${stderr}`)));
+  });
+  const uri = (JSON.parse(line) as ServeInfo).uri;
+  // Layer A's write at 3 MiB (payload.bin[393216:655360]) lies in data only the read can fetch.
+  await run('qemu-io', ['-r', '-f', 'raw', '-c', 'read 3M 4K', uri]);
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, stderr);
+  const entries = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const listening = entries.find((e) => e.msg === 'nbd server listening') as { attach?: { bytes: number } } | undefined;
+  assert.ok(listening?.attach && listening.attach.bytes > 0, 'the listening line carries the attach figures');
+  const counters = entries.find((e) => e.msg === 'remote image: registry fetches and cache counters') as
+    { fetched: { bytes: number }; layers: Array<{ blobDigest: string; fetched: { bytes: number }; cache: { misses: number; hits: number } }> } | undefined;
+  assert.ok(counters, `no counters line in:\n${stderr}`);
+  assert.deepEqual(counters.layers.map((l) => l.blobDigest), img.layers.map((l) => l.digest));
+  assert.ok(counters.fetched.bytes >= counters.layers.reduce((s, l) => s + l.fetched.bytes, 0));
+  assert.ok(counters.layers.every((l) => l.cache.hits + l.cache.misses > 0), 'cache counters per layer');
 });
