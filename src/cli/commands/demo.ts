@@ -53,7 +53,7 @@ export function register(program: Command): void {
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       const started = performance.now();
-      if (!opts.json) process.stdout.write('dadi demo: an OCI image built, pushed, converted, attached lazily and mounted, on an embedded registry\n');
+      if (!opts.json) process.stdout.write('dadi demo: build an OCI image, push it to an embedded registry, convert it, attach it lazily, mount it and read it\n');
       try {
         const result = await runDemo({
           keep: opts.keep ?? false, mount: opts.mount, binaryBytes, signal: controller.signal,
