@@ -17,7 +17,6 @@ import { FileSource } from '../io/file.ts';
 import type { Disk } from '../io/types.ts';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.ts';
 import type { Credentials } from '../registry/credentials.ts';
-import { InvalidReferenceError } from '../registry/errors.ts';
 import type { Descriptor, ImageManifest, Platform } from '../registry/oci.ts';
 import { formatReference, parseReference, referenceTarget } from '../registry/reference.ts';
 import { log } from '../util/log.ts';
@@ -27,6 +26,7 @@ import { openLocalLayer, openRemoteLayer, type RemoteLayer } from './remote/laye
 import { imageStats, logImageStats, type ImageStats } from './remote/stats.ts';
 
 export { formatImageInfo, type ImageStats } from './remote/stats.ts';
+export { isImageReference } from './remote/reference.ts';
 
 export interface BackgroundOptions {
   enable: boolean;
@@ -116,35 +116,6 @@ export interface RemoteImage {
   startBackground(): void;
   close(): Promise<void>;
 }
-
-/**
- * Whether a serve/mount argument names an image to fetch rather than a local file: an existing
- * path wins; `oci:` names a layout; otherwise a reference that names its registry (`host.domain/…`,
- * `host:port/…`, `localhost/…`) or a tag or digest (`repo:tag`, `repo@sha256:…`). A missing
- * `dir/base.lsmt` is a missing file, not a Docker Hub repository.
- */
-export async function isImageReference(arg: string): Promise<boolean> {
-  if (await access(arg).then(() => true, () => false)) return false;
-  if (isOciLayoutRef(arg)) return true;
-  if (arg.endsWith('.json') || arg.includes(',') || arg.startsWith('/') || arg.startsWith('.')) return false;
-  const slash = arg.indexOf('/');
-  const first = slash >= 0 ? arg.slice(0, slash) : '';
-  const namesRegistry = first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('[');
-  const last = arg.slice(arg.lastIndexOf('/') + 1);
-  const hasTagOrDigest = arg.includes('@') || last.includes(':');
-  if (!namesRegistry && !hasTagOrDigest) return false;
-  if (!hasTagOrDigest && LAYER_FILE.test(last)) return false;
-  try {
-    parseReference(arg);
-    return true;
-  } catch (err) {
-    if (err instanceof InvalidReferenceError) return false;
-    throw err;
-  }
-}
-
-/** Names that are layer files, not repositories, when no tag or digest says otherwise. */
-const LAYER_FILE = /\.(lsmt|zlsmt|zfile|tar|img|raw|data|index|sealed)$/i;
 
 const DEFAULT_CAPACITY = 4 * 1024 ** 3;
 const DEFAULT_BACKGROUND: Required<BackgroundOptions> = { enable: true, maxBytesPerSec: 32 << 20, delayMs: 30_000 };
