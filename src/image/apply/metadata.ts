@@ -9,6 +9,7 @@ import { chmod, lchown, lstat, lutimes, type FileHandle } from 'node:fs/promises
 import { promisify } from 'node:util';
 import { setAttribute } from 'fs-xattr';
 import { ApplyError } from './errors.ts';
+import type { SafeRoot } from './paths.ts';
 import type { LayerEntry } from './tar-reader.ts';
 
 const run = promisify(execFile);
@@ -30,6 +31,19 @@ export async function applyXattrs(path: string, entry: LayerEntry, isSymlink: bo
   }
 }
 
+/**
+ * The mtime as a number that libuv turns back into the same microsecond. libuv truncates the
+ * nanoseconds it computes from the double (whose step at today's dates is about 240 ns) to whole
+ * microseconds, so an exact x.123456 can land on .123455; aiming half a microsecond up cannot.
+ * Nanoseconds below the microsecond are SubMicrosecondTimes' job.
+ */
+export function uvMtime(entry: LayerEntry): number {
+  const ns = entry.mtimeNs;
+  if (ns < 0n || ns % 1_000_000_000n === 0n) return entry.mtime;
+  const us = ns / 1000n;
+  return Number(us / 1_000_000n) + (Number(us % 1_000_000n) + 0.5) / 1e6;
+}
+
 /** Owner, mode and xattrs of a freshly made (or kept) node; times are set by the caller. */
 export async function applyOwnerModeXattrs(path: string, entry: LayerEntry, isSymlink: boolean): Promise<void> {
   try {
@@ -49,7 +63,7 @@ export async function finishFile(fh: FileHandle, entry: LayerEntry): Promise<voi
   try {
     await fh.chown(entry.uid, entry.gid);
     await fh.chmod(entry.mode);
-    await fh.utimes(entry.atime, entry.mtime);
+    await fh.utimes(entry.atime, uvMtime(entry));
   } catch (err) {
     await fh.close().catch(() => {});
     throw new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid}, mode ${entry.mode.toString(8)} or times: ${String(err)}`, { cause: err });
@@ -59,7 +73,7 @@ export async function finishFile(fh: FileHandle, entry: LayerEntry): Promise<voi
 
 export async function applyTimes(path: string, entry: LayerEntry): Promise<void> {
   try {
-    await lutimes(path, entry.atime, entry.mtime);
+    await lutimes(path, entry.atime, uvMtime(entry));
   } catch (err) {
     throw new ApplyError(entry.name, `cannot set times: ${String(err)}`, { cause: err });
   }
@@ -72,7 +86,7 @@ export class DirTimes {
   private readonly pending = new Map<string, PendingDir>();
 
   record(rel: string, entry: LayerEntry, ino: number): void {
-    this.pending.set(rel, { name: entry.name, atime: entry.atime, mtime: entry.mtime, ino });
+    this.pending.set(rel, { name: entry.name, atime: entry.atime, mtime: uvMtime(entry), ino });
   }
 
   /** Drops records for `rel` and everything under it (it was removed or replaced). */
@@ -93,6 +107,44 @@ export class DirTimes {
         await lutimes(path, d.atime, d.mtime);
       } catch (err) {
         throw new ApplyError(d.name, `cannot set directory times: ${String(err)}`, { cause: err });
+      }
+    }
+    this.pending.clear();
+  }
+}
+
+/**
+ * Node sets times through libuv, which rounds to microseconds; GNU tar and containerd keep a PAX
+ * mtime's nanoseconds. The entries whose mtime has digits below the microsecond are recorded and
+ * dated again at the end of the layer (after the directory times) by `touch -h`, batched by time.
+ */
+export class SubMicrosecondTimes {
+  private readonly pending = new Map<string, { name: string; mtimeNs: bigint }>();
+
+  /** Called for every entry made at `rel`: the latest one decides. Hard links keep their target's time. */
+  note(rel: string, entry: LayerEntry): void {
+    if (entry.type !== 'hardlink' && entry.mtimeNs >= 0n && entry.mtimeNs % 1000n !== 0n) this.pending.set(rel, { name: entry.name, mtimeNs: entry.mtimeNs });
+    else this.pending.delete(rel);
+  }
+
+  async apply(root: SafeRoot): Promise<void> {
+    if (this.pending.size === 0) return;
+    const byTime = new Map<bigint, string[]>();
+    root.forgetDirs();
+    for (const [rel, p] of this.pending) {
+      // Never through a symlink a later entry may have put among the parents; a path removed
+      // since is skipped by touch -c.
+      if (!(await root.checkParents(rel, p.name, { create: false }).catch(() => false))) continue;
+      byTime.set(p.mtimeNs, [...(byTime.get(p.mtimeNs) ?? []), root.abs(rel)]);
+    }
+    for (const [ns, paths] of byTime) {
+      const stamp = `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+      for (let i = 0; i < paths.length; i += 500) {
+        try {
+          await run('touch', ['-h', '-c', '-m', '-d', stamp, '--', ...paths.slice(i, i + 500)]);
+        } catch (err) {
+          throw new ApplyError(this.pending.get(paths[i]!.slice(root.dir.length + 1))?.name ?? paths[i]!, `cannot set the nanoseconds of mtimes: ${String(err)}`, { cause: err });
+        }
       }
     }
     this.pending.clear();

@@ -21,6 +21,8 @@ export interface LayerEntry {
   gid: number;
   /** Seconds since the epoch; PAX may make it fractional. */
   mtime: number;
+  /** The same, exactly, in nanoseconds (a double cannot hold a PAX mtime's nanoseconds). */
+  mtimeNs: bigint;
   atime: number;
   linkname: string;
   size: number;
@@ -85,6 +87,14 @@ function paxNumber(pax: Record<string, string>, key: string, fallback: number, e
   return n;
 }
 
+/** A PAX time ("1700000000.123456789") in nanoseconds, digits beyond the ninth dropped. */
+function exactNs(v: string | undefined, fallbackSeconds: number): bigint {
+  const m = v === undefined ? null : /^\s*(-?)(\d+)(?:\.(\d*))?\s*$/.exec(v);
+  if (!m) return BigInt(Math.round(fallbackSeconds * 1e6)) * 1000n;
+  const ns = BigInt(m[2]!) * 1_000_000_000n + BigInt((m[3] ?? '').slice(0, 9).padEnd(9, '0'));
+  return m[1] === '-' ? -ns : ns;
+}
+
 function normalise(h: tar.Header, label: string): LayerEntry {
   const pax = (h.pax ?? {}) as Record<string, string> & { [RAW_XATTRS]?: Map<string, Buffer> };
   const offset = (h as { byteOffset?: number }).byteOffset ?? 0;
@@ -109,6 +119,7 @@ function normalise(h: tar.Header, label: string): LayerEntry {
     uid: paxNumber(pax, 'uid', h.uid, name, label, offset),
     gid: paxNumber(pax, 'gid', h.gid, name, label, offset),
     mtime,
+    mtimeNs: exactNs(pax.mtime, mtime),
     atime: paxNumber(pax, 'atime', mtime, name, label, offset),
     linkname: h.linkname ?? '',
     size: h.size,

@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ApplyError, errnoCode } from './errors.ts';
 import { Inflight } from './inflight.ts';
-import { applyOwnerModeXattrs, applyTimes, DirTimes, finishFile } from './metadata.ts';
+import { applyOwnerModeXattrs, applyTimes, DirTimes, finishFile, SubMicrosecondTimes } from './metadata.ts';
 import { cleanEntryPath, type SafeRoot } from './paths.ts';
 import type { EntryType, LayerEntry } from './tar-reader.ts';
 import { isAufsMeta, isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
@@ -58,6 +58,7 @@ export class LayerApplier {
   readonly stats = emptyStats();
   private readonly mine = new LayerPaths();
   private readonly dirTimes = new DirTimes();
+  private readonly exactTimes = new SubMicrosecondTimes();
   private readonly whiteouts: Whiteouts;
   /** Files being finished in the background (see Inflight). */
   private readonly inflight = new Inflight(16);
@@ -86,6 +87,7 @@ export class LayerApplier {
     if (rel === '') {
       if (entry.type !== 'directory') throw new ApplyError(entry.name, `names the root directory but is a ${entry.type}`);
       await this.directory('', entry);
+      this.exactTimes.note('', entry);
       this.stats.entries.directory++;
       return;
     }
@@ -101,6 +103,7 @@ export class LayerApplier {
       case 'hardlink': await this.hardlink(rel, path, entry, linkTarget); break;
       case 'character-device': case 'block-device': case 'fifo': await this.special(rel, path, entry); break;
     }
+    this.exactTimes.note(rel, entry);
     this.stats.entries[entry.type]++;
   }
 
@@ -108,6 +111,7 @@ export class LayerApplier {
   async finish(): Promise<void> {
     await this.inflight.drain();
     await this.dirTimes.apply((rel) => this.root.abs(rel));
+    await this.exactTimes.apply(this.root);
   }
 
   /** After a failure: lets background jobs finish (closing their files), ignoring their errors. */
