@@ -54,7 +54,6 @@ export function register(program: Command): void {
       const { NbdServer, parseListenAddress, formatListenAddress } = await import('../../nbd/server.ts');
       const { openLocalImage } = await import('../../image/local.ts');
       const { pickRemoteImage, remoteImageOptions } = await import('../../image/remote/cli-options.ts');
-      const { openRemoteImage } = await import('../../image/remote.ts');
       const { parseSize } = await import('../../util/size.ts');
       const { log } = await import('../../util/log.ts');
       const { errorMessage } = await import('../../errors.ts');
@@ -68,6 +67,7 @@ export function register(program: Command): void {
       if (ref) {
         if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');
         if (opts.readOnly && opts.writable) throw new Error('--read-only and --writable exclude each other');
+        const { openRemoteImage } = await import('../../image/remote.ts');
         remote = await openRemoteImage(ref, {
           ...(await remoteImageOptions(opts)),
           ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}),

@@ -70,7 +70,7 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
  * reference mixed with other arguments is refused.
  */
 export async function pickRemoteImage(args: readonly string[]): Promise<string | undefined> {
-  const { isImageReference } = await import('../remote.ts');
+  const { isImageReference } = await import('./reference.ts');
   const refs: string[] = [];
   for (const a of args) if (await isImageReference(a)) refs.push(a);
   if (refs.length === 0) return undefined;
