@@ -2,13 +2,17 @@
  * `npx dadi demo` runs the compiled CLI (npm ci builds dist/), where no .ts file exists: the
  * demo must still find a CLI to run the converter's `dadi serve` with. Built into a temporary
  * directory (never the shared dist/), with node_modules linked beside it for package resolution.
+ * The run also covers --no-mount (the skip, and the superblock read through the lazy disk
+ * instead) and --keep.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { symlink } from 'node:fs/promises';
+import { stat, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { formatEvent } from '../../src/demo/report.ts';
 import { repoRoot, requireSystem, tempDir } from '../helpers/env.ts';
+import { assertNothingLeft, demoTmp, events, find, PRIVILEGED, SMALL } from './support.ts';
 
 function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -22,17 +26,37 @@ function run(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
-test('the compiled CLI runs the demo through conversion and lazy attach', { timeout: 240_000 }, async (t) => {
-  if (!requireSystem(t, { root: true, commands: ['nbdfuse', 'mkfs.ext4', 'losetup', 'fusermount3', 'mount'], paths: ['/dev/fuse'] })) return;
+test('the compiled CLI runs the demo through conversion and lazy attach; --no-mount reads the superblock instead; --keep keeps the directory', { timeout: 240_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
   const out = await tempDir(t, 'dadi-demo-build-');
   const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
   const built = await run([process.execPath, tsc, '-p', join(repoRoot, 'tsconfig.build.json'), '--outDir', out, '--sourceMap', 'false']);
   assert.equal(built.code, 0, built.stdout + built.stderr);
   await symlink(join(repoRoot, 'node_modules'), join(out, 'node_modules'));
-  const tmp = await tempDir(t, 'dadi-demo-test-');
-  const r = await run([process.execPath, join(out, 'cli', 'main.js'), 'demo', '--json', '--no-mount', '--binary-size', '2M'], { TMPDIR: tmp });
+  const tmp = await demoTmp(t);
+  const r = await run([process.execPath, join(out, 'cli', 'main.js'), 'demo', '--json', '--no-mount', '--keep', ...SMALL], { TMPDIR: tmp });
   assert.equal(r.code, 0, r.stderr);
-  const steps = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { step: string }).step);
-  assert.deepEqual(steps, ['registry', 'build', 'convert-layer', 'convert-layer', 'convert-layer', 'convert',
+  const evs = events(Buffer.from(r.stdout));
+  assert.deepEqual(evs.map((e) => e.step), ['registry', 'build', 'convert-layer', 'convert-layer', 'convert-layer', 'convert',
     'attach', 'skipped', 'superblock', 'fetched', 'cleanup', 'done']);
+  const skipped = find(evs, 'skipped');
+  assert.equal(skipped.what, 'mount');
+  assert.equal(skipped.reason, '--no-mount was given; read the ext4 superblock through the lazy disk instead');
+  const sb = find(evs, 'superblock');
+  assert.equal(sb.magic, '0xef53');
+  assert.equal(sb.blockSize, 4096);
+  const fetched = find(evs, 'fetched');
+  assert.ok(fetched.bytes < fetched.imageBytes, `fetched ${fetched.bytes} of ${fetched.imageBytes}`);
+  assert.deepEqual(find(evs, 'done').skipped, [`mount: ${skipped.reason}`]);
+  const cleanup = find(evs, 'cleanup');
+  assert.ok(cleanup.kept?.startsWith(tmp), JSON.stringify(cleanup));
+  assert.ok(!cleanup.undone.some((u) => u.startsWith('removed')), cleanup.undone.join(', '));
+  assert.ok((await stat(join(cleanup.kept!, 'registry'))).isDirectory());
+  await assertNothingLeft(tmp, { keptDir: cleanup.kept! });
+
+  const log = evs.map((e) => formatEvent(e, 2)).join('\n');
+  assert.match(log, /\] skipped +mount: --no-mount was given; read the ext4 superblock through the lazy disk instead/);
+  assert.match(log, /\] read +ext4 superblock through the lazy disk: magic 0xef53, \d+ blocks of 4096 B, \d+ inodes/);
+  assert.match(log, /kept \S+ \(--keep\): registry storage and caches/);
+  assert.match(log, /\] done +every step that ran passed in [\d.]+ m?s; skipped mount/);
 });

@@ -2,63 +2,16 @@
  * `dadi demo` run as a user would (the real CLI, real registry, converter, nbdfuse, loop device
  * and ext4 mount), each run with its own TMPDIR so that "nothing left behind" can be checked
  * exactly: no mount, loop device, process or directory that names it survives the run.
+ * The --no-mount and --keep paths run in compiled.test.ts, on a build.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { generateDemoContent } from '../../src/demo/content.ts';
-import type { DemoEvent } from '../../src/demo/events.ts';
+import { test } from 'node:test';
 import { formatEvent } from '../../src/demo/report.ts';
-import { dadiArgv, repoRoot, requireSystem, runDadi, tempDir } from '../helpers/env.ts';
-
-const PRIVILEGED = { root: true, commands: ['nbdfuse', 'mkfs.ext4', 'losetup', 'fusermount3', 'mount'], paths: ['/dev/fuse'] };
-// Small, since CI time depends on it, yet large enough that the bulk of layer 0 is clearly not
-// fetched (the block cache reads ahead up to 1 MiB on a sequential stream).
-const SIZE = ['--binary-size', '4M'];
-// Where the fetch ratio is not checked.
-const SMALL = ['--binary-size', '1M'];
-
-function events(stdout: Buffer): DemoEvent[] {
-  return stdout.toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as DemoEvent);
-}
-
-function find<S extends DemoEvent['step']>(evs: DemoEvent[], step: S): Extract<DemoEvent, { step: S }> {
-  const e = evs.find((x) => x.step === step);
-  assert.ok(e, `no ${step} step in ${JSON.stringify(evs.map((x) => x.step))}`);
-  return e as Extract<DemoEvent, { step: S }>;
-}
-
-async function firstLineOfReadFile(): Promise<string> {
-  const c = await generateDemoContent(2);
-  return c.readContent.toString('utf8').split('\n')[0]!;
-}
-
-/** Asserts that nothing mentioning `dir` is mounted, attached, running or left inside it. */
-async function assertNothingLeft(dir: string, opts: { keptDir?: string } = {}): Promise<void> {
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  assert.deepEqual(mountinfo.split('\n').filter((l) => l.includes(dir)), [], 'mounts left behind');
-  const loops: string[] = [];
-  for (const n of (await readdir('/sys/block')).filter((x) => x.startsWith('loop'))) {
-    const b = await readFile(`/sys/block/${n}/loop/backing_file`, 'utf8').catch(() => '');
-    if (b.includes(dir)) loops.push(`${n}: ${b.trim()}`);
-  }
-  assert.deepEqual(loops, [], 'loop devices left behind');
-  const procs: string[] = [];
-  for (const pid of (await readdir('/proc')).filter((p) => /^\d+$/.test(p))) {
-    const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' ');
-    if (cmd.includes(dir)) procs.push(`${pid}: ${cmd}`);
-  }
-  assert.deepEqual(procs, [], 'processes (nbdfuse, dadi serve) left behind');
-  // tsx keeps its compile cache in TMPDIR/tsx-UID: the loader's, not the demo's.
-  const left = (await readdir(dir)).filter((n) => !/^tsx-\d+$/.test(n)).map((n) => join(dir, n)).filter((p) => p !== opts.keptDir);
-  assert.deepEqual(left, [], 'temporary files left behind');
-}
-
-async function demoTmp(t: TestContext): Promise<string> {
-  return tempDir(t, 'dadi-demo-test-');
-}
+import { dadiArgv, repoRoot, requireSystem, runDadi } from '../helpers/env.ts';
+import { assertNothingLeft, demoTmp, events, find, firstLineOfReadFile, PRIVILEGED, SIZE, SMALL } from './support.ts';
 
 test('dadi demo --json: every step runs, the mounted tree and file match, little is fetched, nothing is left; the log renders it', { timeout: 180_000 }, async (t) => {
   if (!requireSystem(t, PRIVILEGED)) return;
@@ -114,24 +67,6 @@ test('dadi demo --json: every step runs, the mounted tree and file match, little
   assert.match(log, /\] fetched +[\d.]+[KM]?i?B from the registry in \d+ requests = [\d.]+% of the [\d.]+MiB image; block cache \d+ hits/);
   assert.match(log, /layer 0: [\d.]+[KM]?i?B of its [\d.]+MiB blob/);
   assert.match(log, /\] done +every step that ran passed/);
-});
-
-test('dadi demo --no-mount --keep (log): converts and attaches, says why it skipped the mount, reads the superblock lazily, keeps its directory', { timeout: 180_000 }, async (t) => {
-  if (!requireSystem(t, PRIVILEGED)) return;
-  const tmp = await demoTmp(t);
-  const r = await runDadi(['demo', '--no-mount', '--keep', ...SMALL], { env: { TMPDIR: tmp } });
-  assert.equal(r.code, 0, r.stderr);
-  const out = r.stdout.toString('utf8');
-  const steps = [...out.matchAll(/^\[ *\d+\.\d s\] (\S+) /gm)].map((m) => m[1]);
-  assert.deepEqual(steps, ['registry', 'build', 'convert', 'convert', 'convert', 'convert', 'attach', 'skipped', 'read', 'fetched', 'cleanup', 'done'], out);
-  assert.match(out, /\] skipped +mount: --no-mount was given; read the ext4 superblock through the lazy disk instead/);
-  assert.match(out, /\] read +ext4 superblock through the lazy disk: magic 0xef53, \d+ blocks of 4096 B, \d+ inodes/);
-  assert.match(out, /\] done +every step that ran passed in [\d.]+ m?s; skipped mount/);
-  const kept = /kept (\S+) \(--keep\)/.exec(out)?.[1];
-  assert.ok(kept && kept.startsWith(tmp), out);
-  assert.ok((await stat(join(kept, 'registry'))).isDirectory());
-  assert.doesNotMatch(out, /removed /);
-  await assertNothingLeft(tmp, { keptDir: kept });
 });
 
 test('dadi demo whose mount fails: exits 1 naming the step, and still detaches, stops and removes everything', { timeout: 180_000 }, async (t) => {
@@ -223,6 +158,27 @@ test('dadi demo interrupted by Ctrl-C (SIGINT to its process group) while conver
   // Stopped inside the converter (which then unmounted its own stack), not after it.
   assert.ok(!evs.some((e) => e.step === 'convert' || e.step === 'done'), stdout);
   assert.equal(evs.at(-1)?.step, 'cleanup');
+  await assertNothingLeft(tmp);
+});
+
+test('dadi demo whose output is closed early (| head -1) stops and cleans up instead of crashing', { timeout: 180_000 }, async (t) => {
+  if (!requireSystem(t, PRIVILEGED)) return;
+  const tmp = await demoTmp(t);
+  const [node, args] = dadiArgv(['demo', '--json', ...SMALL]);
+  const child = spawn(node, args, { cwd: repoRoot, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  let first = '';
+  child.stdout.on('data', (d: Buffer) => {
+    first += d.toString();
+    if (first.includes('\n')) child.stdout.destroy();
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  assert.match(first, /^\{"step":"registry"/);
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /standard output failed \(EPIPE\); stopping after the current step, then cleaning up/);
+  assert.doesNotMatch(stderr, /Unhandled|at \S+ \(/);
   await assertNothingLeft(tmp);
 });
 

@@ -50,17 +50,31 @@ export function register(program: Command): void {
         process.stderr.write(signals === 1 ? `dadi demo: ${signal}: stopping after the current step, then cleaning up\n`
           : 'dadi demo: still cleaning up (unmounting, stopping servers); please wait\n');
       };
+      // A closed stdout (`dadi demo | head`) must not crash the process mid-mount: stop writing,
+      // stop at the next step and clean up, as for Ctrl-C.
+      let outputClosed = false;
+      const onOutputError = (err: NodeJS.ErrnoException): void => {
+        if (outputClosed) return;
+        outputClosed = true;
+        controller.abort();
+        process.stderr.write(`dadi demo: standard output failed (${err.code ?? err.message}); stopping after the current step, then cleaning up\n`);
+      };
+      const print = (text: string): void => {
+        if (!outputClosed) process.stdout.write(text);
+      };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      // Left in place after the demo: a write still queued may fail once it has ended.
+      process.stdout.on('error', onOutputError);
       const started = performance.now();
-      if (!opts.json) process.stdout.write('dadi demo: build an OCI image, push it to an embedded registry, convert it, attach it lazily, mount it and read it\n');
+      if (!opts.json) print('dadi demo: build an OCI image, push it to an embedded registry, convert it, attach it lazily, mount it and read it\n');
       try {
         const result = await runDemo({
           keep: opts.keep ?? false, mount: opts.mount, binaryBytes, signal: controller.signal,
           // This very CLI (same node, loader flags and entry: bin/dadi.js, dist or tsx sources) for
           // the converter's `dadi serve`; its own default names main.ts, absent from a build.
           dadiArgv: [process.execPath, ...process.execArgv, process.argv[1]!],
-          onEvent: (e) => process.stdout.write(opts.json ? `${JSON.stringify(e)}\n` : `${formatEvent(e, (performance.now() - started) / 1000)}\n`),
+          onEvent: (e) => print(opts.json ? `${JSON.stringify(e)}\n` : `${formatEvent(e, (performance.now() - started) / 1000)}\n`),
         });
         if (!result.ok) throw new Error(`the mounted image differs from the generated one: ${result.problems.join('; ')}`);
       } catch (err) {
