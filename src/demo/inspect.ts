@@ -20,6 +20,8 @@ export interface Inspection {
   contentMatches: boolean;
   /** Differences between the mounted tree and the generated one (empty: identical). */
   problems: string[];
+  listSeconds: number;
+  readSeconds: number;
 }
 
 function typeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean }): ListedEntry['type'] {
@@ -65,14 +67,17 @@ export function compareTree(entries: ListedEntry[], content: DemoContent): strin
 }
 
 export async function inspectMount(mountPoint: string, content: DemoContent): Promise<Inspection> {
+  const t0 = performance.now();
   const entries = await walkTree(mountPoint);
+  const t1 = performance.now();
   const problems = compareTree(entries, content);
   const data = await readFile(join(mountPoint, content.readPath));
+  const t2 = performance.now();
   const contentMatches = data.equals(content.readContent);
   if (!contentMatches) problems.push(`/${content.readPath} differs from the generated content (${data.length} bytes read, ${content.readContent.length} generated)`);
   const nl = data.indexOf(0x0a);
   return {
     entries, readPath: content.readPath, firstLine: data.subarray(0, nl < 0 ? data.length : nl).toString('utf8'),
-    readBytes: data.length, contentMatches, problems,
+    readBytes: data.length, contentMatches, problems, listSeconds: (t1 - t0) / 1000, readSeconds: (t2 - t1) / 1000,
   };
 }

@@ -4,7 +4,7 @@
  * mounting both attach an NBD export as a block device (kernel nbd, else nbdfuse + a loop
  * device, as src/host/attach.ts chooses) and mount ext4; converting also runs mkfs.ext4.
  */
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { chooseAttachMethod } from '../host/attach.ts';
 
@@ -28,10 +28,19 @@ function onPath(cmd: string, path: string): boolean {
   });
 }
 
-/** Checks root, device nodes and tools; `path` is the search path (default $PATH). */
+const CAP_SYS_ADMIN = 21n;
+
+/** Whether this process may mount and set up loop devices: root in a container may not. */
+function hasSysAdmin(): boolean {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : true;
+}
+
+/** Checks root, capabilities, device nodes and tools; `path` is the search path (default $PATH). */
 export function checkPrerequisites(path = process.env.PATH ?? ''): Prerequisites {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push('root (mounting and loop devices need it; run with sudo)');
+  else if (!hasSysAdmin()) missing.push('CAP_SYS_ADMIN (root without it cannot mount; in a container, run it --privileged)');
   const attachMethod = chooseAttachMethod();
   const tools = ['mount', 'umount'];
   if (attachMethod === 'nbdfuse') {

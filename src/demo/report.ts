@@ -44,7 +44,7 @@ export function formatEvent(e: DemoEvent, elapsed: number): string {
           : 'the tree DIFFERS from the generated image (see the problems below)')].join('\n');
     case 'read':
       return [head('read', `${e.path}: ${JSON.stringify(e.firstLine)}`),
-        sub(e.matches ? `${e.bytes} bytes, identical to the generated file` : `${e.bytes} bytes, DIFFERENT from the generated file`)].join('\n');
+        sub(`${e.bytes} bytes, ${e.matches ? 'identical to' : 'DIFFERENT from'} the generated file (${ms(e.seconds)})`)].join('\n');
     case 'superblock':
       return head('read', `ext4 superblock through the lazy disk: magic ${e.magic}, ${e.blocks} blocks of ${e.blockSize} B, ${e.inodes} inodes (${ms(e.seconds)})`);
     case 'fetched':

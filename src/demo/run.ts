@@ -154,12 +154,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         emit({ step: 'mount', status: 'done', mountPoint: mount.mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType, seconds: since(t0) });
 
         checkAbort();
-        t0 = performance.now();
         const seen = await inspectMount(mount.mountPoint, content);
         const treeProblems = seen.problems.filter((p) => !p.startsWith(`/${content.readPath} differs`));
         emit({ step: 'list', entries: seen.entries.length, root: seen.entries.filter((e) => !e.path.includes('/')).map((e) => e.path),
-          matches: treeProblems.length === 0, seconds: since(t0) });
-        emit({ step: 'read', path: `/${seen.readPath}`, firstLine: seen.firstLine, bytes: seen.readBytes, matches: seen.contentMatches, seconds: 0 });
+          matches: treeProblems.length === 0, seconds: seen.listSeconds });
+        emit({ step: 'read', path: `/${seen.readPath}`, firstLine: seen.firstLine, bytes: seen.readBytes, matches: seen.contentMatches, seconds: seen.readSeconds });
         problems.push(...seen.problems);
       }
       const s = image.stats();

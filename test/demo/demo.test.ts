@@ -129,6 +129,22 @@ test('dadi demo as an unprivileged user: says root is missing, skips convert, at
   await assertNothingLeft(tmp);
 });
 
+test('dadi demo as root without CAP_SYS_ADMIN (a container): names the capability, skips convert, exits 0', { timeout: 60_000 }, async (t) => {
+  if (!requireSystem(t, { root: true, commands: ['setpriv'] })) return;
+  const tmp = await demoTmp(t);
+  const [node, args] = dadiArgv(['demo', '--json', ...SMALL]);
+  const r = spawnSync('setpriv', ['--bounding-set=-sys_admin', '--inh-caps=-sys_admin', '--', node, ...args], {
+    cwd: repoRoot, env: { ...process.env, TMPDIR: tmp }, encoding: 'buffer', timeout: 50_000,
+  });
+  assert.equal(r.status, 0, r.stderr.toString());
+  const evs = events(r.stdout);
+  assert.deepEqual(evs.map((e) => e.step), ['registry', 'build', 'skipped', 'skipped', 'skipped', 'cleanup', 'done']);
+  const convert = find(evs, 'skipped');
+  assert.equal(convert.what, 'convert');
+  assert.ok(convert.missing?.some((m) => m.startsWith('CAP_SYS_ADMIN')), JSON.stringify(convert));
+  await assertNothingLeft(tmp);
+});
+
 test('dadi demo interrupted by Ctrl-C (SIGINT to its process group) while converting: exits 130 after undoing everything', { timeout: 180_000 }, async (t) => {
   if (!requireSystem(t, PRIVILEGED)) return;
   const tmp = await demoTmp(t);
