@@ -32,6 +32,11 @@ type RunKind = typeof HOLE | typeof ZERO | typeof DATA;
 const MODE_READ = 0;
 const MODE_EXTENTS = 1;
 
+/** extents() stops adding runs past this many (and returns a prefix of the range). */
+export const MAX_EXTENT_RUNS = 16384;
+/** extents() walks the range in windows of this many sectors, so it can stop early. */
+const EXTENT_WINDOW = 16384;
+
 async function readExtent(src: ByteSource, label: string, dst: Uint8Array, byteOffset: number): Promise<DiskError | undefined> {
   try {
     const n = await src.read(dst, byteOffset);
@@ -70,7 +75,8 @@ export class LayerStack implements Disk {
   private runLen = 0;
   private runSrcOff = 0;
   private readonly reads: Promise<DiskError | undefined>[] = [];
-  private runs: DiskExtent[] = [];
+  /** Where the walk records its allocation runs (extents(), readMapped()), or null. */
+  private runs: DiskExtent[] | null = null;
 
   private constructor(private readonly lowers: readonly ReadOnlyLayer[], private readonly upper: WritableLayer | undefined, size: number) {
     this.index = MergedIndex.build(lowers.map((l) => l.index), lowers.map((l) => l.name));
@@ -197,9 +203,9 @@ export class LayerStack implements Disk {
   };
 
   private emit(kind: RunKind, sector: number, count: number, src: ByteSource | null, label: string, moffset: number): void {
-    if (this.mode === MODE_EXTENTS) {
+    if (this.runs !== null) {
       this.addRun(kind, sector, count);
-      return;
+      if (this.mode === MODE_EXTENTS) return;
     }
     const at = (sector - this.base) * SECTOR;
     const len = count * SECTOR;
@@ -229,41 +235,69 @@ export class LayerStack implements Disk {
   }
 
   private addRun(kind: RunKind, sector: number, count: number): void {
+    const runs = this.runs!;
     const offset = sector * SECTOR;
     const length = count * SECTOR;
-    const last = this.runs[this.runs.length - 1];
+    const last = runs[runs.length - 1];
     const hole = kind === HOLE;
     const zero = kind !== DATA;
     if (last && last.hole === hole && last.zero === zero && last.offset + last.length === offset) {
       last.length += length;
     } else {
-      this.runs.push({ offset, length, hole, zero });
+      runs.push({ offset, length, hole, zero });
     }
   }
 
-  /** Allocation map of [offset, offset+length): consecutive hole / zero / data runs. */
+  /**
+   * Allocation map of [offset, offset+length): consecutive hole / zero / data runs. A range so
+   * fragmented that it needs more than MAX_EXTENT_RUNS runs gets a prefix of the map (ending on a
+   * run boundary before offset+length): callers ask again from where it ends, so one request can
+   * never make the server build an unbounded list.
+   */
   async extents(offset: number, length: number): Promise<DiskExtent[]> {
     if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) {
       throw new DiskError('EINVAL', `block status of ${length} bytes at ${offset} is outside the disk (size ${this.size})`);
     }
     if (length === 0) return [];
     const first = Math.floor(offset / SECTOR);
-    const end = offset + length;
+    const last = Math.ceil((offset + length) / SECTOR);
     const runs: DiskExtent[] = [];
     this.mode = MODE_EXTENTS;
     this.runs = runs;
     try {
-      this.walk(first, Math.ceil(end / SECTOR) - first);
+      for (let at = first; at < last && runs.length < MAX_EXTENT_RUNS; at += EXTENT_WINDOW) {
+        this.walk(at, Math.min(EXTENT_WINDOW, last - at));
+      }
     } finally {
       this.mode = MODE_READ;
-      this.runs = [];
+      this.runs = null;
     }
-    // Clip the sector-granular runs to the byte range asked for.
-    const head = runs[0]!;
-    head.length -= offset - head.offset;
-    head.offset = offset;
-    const tail = runs[runs.length - 1]!;
-    tail.length = end - tail.offset;
+    if (runs.length > MAX_EXTENT_RUNS) runs.length = MAX_EXTENT_RUNS;
+    clip(runs, offset, offset + length);
+    return runs;
+  }
+
+  /**
+   * Reads like read() and returns the allocation map of the same index walk, so the map describes
+   * exactly the bytes read (one walk instead of extents() then read()). Sector-aligned ranges walk
+   * once; others fall back to extents() then read().
+   */
+  async readMapped(dst: Uint8Array, offset: number): Promise<DiskExtent[]> {
+    const len = dst.length;
+    if (offset % SECTOR !== 0 || len % SECTOR !== 0 || len === 0 || !Number.isSafeInteger(offset) || offset < 0 || offset + len > this.size) {
+      const map = await this.extents(offset, len);
+      await this.read(dst, offset);
+      return map;
+    }
+    const runs: DiskExtent[] = [];
+    this.runs = runs;
+    let done: Promise<void>;
+    try {
+      done = this.readSectors(dst, offset / SECTOR);
+    } finally {
+      this.runs = null;
+    }
+    await done;
     return runs;
   }
 
@@ -345,6 +379,15 @@ export class LayerStack implements Disk {
     if (this.closed) throw new DiskError('EIO', 'the disk is closed');
     return this.upper;
   }
+}
+
+/** Trims sector-granular runs to the byte range [offset, end): the first starts at offset, none passes end. */
+function clip(runs: DiskExtent[], offset: number, end: number): void {
+  const head = runs[0]!;
+  head.length -= offset - head.offset;
+  head.offset = offset;
+  const tail = runs[runs.length - 1]!;
+  if (tail.offset + tail.length > end) tail.length = end - tail.offset;
 }
 
 const EMPTY = new Uint8Array(0);

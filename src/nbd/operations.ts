@@ -33,14 +33,28 @@ function zeroRuns(extents: DiskExtent[], offset: number, length: number): Array<
   return runs;
 }
 
+/** A disk that can read and report the allocation map of what it read in one index walk. */
+interface MappedReader {
+  readMapped(dst: Uint8Array, offset: number): Promise<DiskExtent[]>;
+}
+
+function canReadMapped(disk: Disk): disk is Disk & MappedReader {
+  return typeof (disk as Partial<MappedReader>).readMapped === 'function';
+}
+
 /**
- * Reads [offset, offset+data.length) into `data` (a view at `dataAt` in `buf`) and returns the
- * structured reply chunks for it: OFFSET_DATA chunks referencing `data`, OFFSET_HOLE chunks for
- * zero runs, and a final NONE chunk with DONE. The data chunks are views, not copies.
+ * Reads [offset, offset+data.length) into `data` and returns the structured reply chunks for it:
+ * OFFSET_DATA chunks referencing `data`, OFFSET_HOLE chunks for zero runs, and a final NONE chunk
+ * with DONE. The data chunks are views, not copies.
  */
 export async function sparseRead(disk: Disk, data: Buffer, offset: number, hi: number, lo: number): Promise<Buffer[]> {
-  const extents = await disk.extents!(offset, data.length);
-  await disk.read(data, offset);
+  let extents: DiskExtent[];
+  if (canReadMapped(disk)) {
+    extents = await disk.readMapped(data, offset);
+  } else {
+    extents = await disk.extents!(offset, data.length);
+    await disk.read(data, offset);
+  }
   // Short zero runs go out as data (a hole chunk would cost more than it saves); then merge.
   const runs: Array<[number, number, boolean]> = [];
   for (const [start, length, zero] of zeroRuns(extents, offset, data.length)) {

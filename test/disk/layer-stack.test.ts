@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { LayerStack } from '../../src/disk/layer-stack.ts';
+import { LayerStack, MAX_EXTENT_RUNS } from '../../src/disk/layer-stack.ts';
 import { DiskError } from '../../src/errors.ts';
 import type { ByteSource } from '../../src/io/types.ts';
 import { normalise, patternLayer, SyntheticLayer, type PlainExtent } from './synthetic.ts';
@@ -59,9 +59,46 @@ test('reads at any offset and length equal the flat model of the stack', async (
         if (r.zero) assert.ok(model.subarray(r.offset, r.offset + r.length).every((b) => b === 0));
       }
       assert.equal(pos, SIZE);
+      // readMapped: the same bytes, and the same map as extents() over the same range.
+      await Promise.all(reads.map(async ([off, len]) => {
+        const at = Math.floor(off / 512) * 512;
+        const n = Math.min(Math.ceil(len / 512) * 512, SIZE - at);
+        const got = new Uint8Array(n).fill(0xee);
+        const map = await stack.readMapped(got, at);
+        assert.deepEqual(got, model.subarray(at, at + n));
+        assert.deepEqual(map, await stack.extents(at, n));
+      }));
+      const odd = new Uint8Array(700);
+      assert.deepEqual(await stack.readMapped(odd, 3), await stack.extents(3, 700));
+      assert.deepEqual(odd, model.subarray(3, 703));
       await stack.close();
       assert.ok(built.every((b) => b.layer.closed));
     }), { numRuns: 150 });
+});
+
+test('extents of a range more fragmented than the run limit returns a prefix; asking again continues', async () => {
+  // Alternating data and hole sectors: one run per sector.
+  const sectors = 2 * MAX_EXTENT_RUNS + 100;
+  const extents = Array.from({ length: sectors / 2 }, (_, i) => ({ offset: 2 * i, length: 1, moffset: 8 + i, zeroed: false }));
+  const size = sectors * 512;
+  const { layer } = patternLayer('frag', size, extents, 5);
+  const stack = await LayerStack.open({ lowers: [layer] });
+  let pos = 100;
+  let calls = 0;
+  while (pos < size) {
+    const runs = await stack.extents(pos, size - pos);
+    calls++;
+    assert.ok(runs.length > 0 && runs.length <= MAX_EXTENT_RUNS);
+    for (const r of runs) {
+      assert.equal(r.offset, pos);
+      const sector = Math.floor(r.offset / 512);
+      assert.equal(r.zero, sector % 2 === 1, `run at sector ${sector}`);
+      assert.equal(r.hole, r.zero);
+      pos += r.length;
+    }
+    assert.ok(pos <= size);
+  }
+  assert.equal(calls, 3);
 });
 
 test('adjacent extents contiguous in one layer file are fetched with one source read', async () => {

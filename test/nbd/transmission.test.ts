@@ -5,13 +5,16 @@ import { DiskError } from '../../src/errors.ts';
 import { RawClient, assembleRead } from './raw-client.ts';
 import { patternBytes, startServer } from './serve-helpers.ts';
 import type { NbdServerOptions } from '../../src/nbd/server.ts';
+import type { Disk } from '../../src/io/types.ts';
+import { LayerStack } from '../../src/disk/layer-stack.ts';
+import { patternLayer } from '../disk/synthetic.ts';
 
 const MiB = 1024 * 1024;
 const READ = 0, WRITE = 1, DISC = 2, FLUSH = 3, TRIM = 4, CACHE = 5, WZ = 6, BS = 7;
 const FUA = 1, NO_HOLE = 2, DF = 4, REQ_ONE = 8;
 const EPERM = 1, EIO = 5, EINVAL = 22, ENOSPC = 28;
 
-async function open(t: import('node:test').TestContext, disk: MemoryDisk, how: Parameters<RawClient['start']>[0] = {}, opts: NbdServerOptions = {}) {
+async function open(t: import('node:test').TestContext, disk: Disk, how: Parameters<RawClient['start']>[0] = {}, opts: NbdServerOptions = {}) {
   const { path, server } = await startServer(t, disk, opts);
   const c = await RawClient.connect(path);
   t.after(() => c.destroy());
@@ -82,6 +85,27 @@ test('structured reads: one data chunk for small reads, hole chunks for zero run
   const whole = await c.structuredReply();
   assert.equal(whole.filter((x) => x.type === 1 || x.type === 2).length, 1, 'DF: one content chunk');
   assert.ok(assembleRead(whole, MiB, MiB).equals(expected));
+});
+
+test('structured reads of a layer stack: data, zeroed and hole runs from one index walk', async (t) => {
+  const size = 4 * MiB;
+  const S = 2048; // sectors per MiB
+  const bottom = patternLayer('bottom', size, [{ offset: S, length: 64, moffset: 8, zeroed: false }, { offset: S + 200, length: 300, moffset: 100, zeroed: false }], 1);
+  const top = patternLayer('top', size, [{ offset: S + 32, length: 16, moffset: 0, zeroed: true }, { offset: S + 250, length: 8, moffset: 8, zeroed: false }], 2);
+  const stack = await LayerStack.open({ lowers: [bottom.layer, top.layer] });
+  t.after(() => stack.close());
+  const expected = Buffer.alloc(MiB);
+  await stack.read(expected, MiB);
+  assert.ok(expected.some((b) => b !== 0));
+  const { c } = await open(t, stack, { structured: true, meta: true });
+  c.request(READ, 1n, MiB, MiB);
+  const chunks = await c.structuredReply();
+  assert.ok(assembleRead(chunks, MiB, MiB).equals(expected));
+  // data [0,32) | zeroed [32,48) | data [48,64) | hole [64,200) | data [200,500) | hole: the
+  // zeroed run (8 KiB) and the holes become hole chunks.
+  const content = chunks.filter((x) => x.type === 1 || x.type === 2).map((x) => [x.type, Number(x.data.readBigUInt64BE(0)) - MiB]);
+  assert.deepEqual(content, [[1, 0], [2, 32 * 512], [1, 48 * 512], [2, 64 * 512], [1, 200 * 512], [2, 500 * 512]]);
+  assert.equal(chunks[chunks.length - 1]!.type, 0);
 });
 
 test('BLOCK_STATUS reports base:allocation from the disk extents; REQ_ONE gives one extent', async (t) => {
