@@ -89,3 +89,21 @@ test('an unsorted layer index is rejected with the layer named', () => {
   const bad = segmentIndex([{ offset: 10, length: 5, moffset: 8, zeroed: false }, { offset: 12, length: 1, moffset: 8, zeroed: false }]);
   assert.throws(() => MergedIndex.build([bad], ['bad.lsmt']), /layer bad\.lsmt: index record 1 at sector 12 overlaps/);
 });
+
+test('firstEndingAfter agrees with a linear scan on large random indexes', () => {
+  fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 30 }), fc.integer({ min: 1, max: 20 })), { maxLength: 3000 }),
+    fc.array(fc.integer({ min: 0, max: 80_000 }), { minLength: 1, maxLength: 50 }), (gapsAndLengths, probes) => {
+      let at = 0;
+      const extents = gapsAndLengths.map(([gap, length], i) => {
+        const e = { offset: at + gap, length, moffset: 8 + i, zeroed: false };
+        at = e.offset + length;
+        return e;
+      });
+      const idx = MergedIndex.build([segmentIndex(extents)]);
+      for (const p of probes) {
+        let expected = 0;
+        while (expected < idx.count && idx.offset[expected]! + idx.length[expected]! <= p) expected++;
+        assert.equal(idx.firstEndingAfter(p), expected, `sector ${p}`);
+      }
+    }), { numRuns: 200 });
+});
