@@ -101,3 +101,24 @@ test('hostile layers fail conversion naming the layer and entry, write nothing o
     await assertNothingRunning(s.dir);
   }
 });
+
+test('--compress zstd --block-size 64K --vsize 1G: conformant blobs, same tree; other settings are not reused', async (t) => {
+  if (!requireSystem(t, convertNeeds)) return;
+  const s = await convertScratch(t);
+  const tars = [await baseLayer()];
+  const src = join(s.dir, 'src');
+  const built = await writeOciImage(src, 'v1', tars, 'zstd');
+  const dst = join(s.dir, 'dst');
+  const opts = ['--compress', 'zstd', '--block-size', '64K', '--vsize', '1G'];
+  const zstd = await convert(s, `oci:${src}:v1`, `oci:${dst}:zstd`, opts);
+  summaryOf(zstd);
+  const img = await readConverted(dst, 'zstd');
+  await assertConformant(s, img, built.diffIds, { vsize: 2 ** 30, algo: 'zstd', blockSize: 65536 });
+  assertSameTree(await mountedTree(s, img.layerFiles, 'zstd'), await referenceTree(s, tars, 'zstd'));
+  assert.deepEqual(outcomes(await convert(s, `oci:${src}:v1`, `oci:${dst}:zstd-again`, opts)), ['reused']);
+  // The record is keyed by the settings too: lz4 is a different conversion.
+  const lz4 = await convert(s, `oci:${src}:v1`, `oci:${dst}:lz4`, ['--vsize', '1G']);
+  assert.deepEqual(outcomes(lz4), ['converted']);
+  assert.notEqual(summaryOf(lz4).layerDigests[0], img.manifest.layers[0]!.digest);
+  await assertNothingRunning(s.dir);
+});
