@@ -4,7 +4,7 @@
  * step would bump). Directory times are deferred to the end of the layer because adding
  * children changes them.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmod, lchown, lstat, lutimes, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { setAttribute } from 'fs-xattr';
@@ -113,10 +113,49 @@ export class DirTimes {
   }
 }
 
+/** Sets exact mtimes from NUL-separated "ns path" pairs on stdin, never following a final symlink. */
+const PY_SET_MTIMES = `
+import os, sys
+d = sys.stdin.buffer.read().split(b"\\0")
+for i in range(0, len(d) - 1, 2):
+    p = d[i + 1]
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        continue
+    os.utime(p, ns=(st.st_atime_ns, int(d[i])), follow_symlinks=False)
+`;
+
+function shQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Runs `cmd` with `input` on stdin; rejects with its stderr on failure. */
+function runWithInput(cmd: string, args: string[], input: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} exited with ${code}: ${err.trim()}`))));
+    child.stdin.on('error', () => {}); // a failure shows in the exit code
+    child.stdin.end(input);
+  });
+}
+
+const pythonWorks = new Map<string, boolean>();
+/** python3, or $DADI_PYTHON (which the tests point elsewhere to take the shell path), if it runs. */
+function python(): string | undefined {
+  const cmd = process.env.DADI_PYTHON ?? 'python3';
+  if (!pythonWorks.has(cmd)) pythonWorks.set(cmd, spawnSync(cmd, ['-c', ''], { stdio: 'ignore' }).status === 0);
+  return pythonWorks.get(cmd) ? cmd : undefined;
+}
+
 /**
  * Node sets times through libuv, which rounds to microseconds; GNU tar and containerd keep a PAX
  * mtime's nanoseconds. The entries whose mtime has digits below the microsecond are recorded and
- * dated again at the end of the layer (after the directory times) by `touch -h`, batched by time.
+ * dated again at the end of the layer (after the directory times) in one helper process:
+ * python3's os.utime(ns=...), or else one shell running `touch -h` per path.
  */
 export class SubMicrosecondTimes {
   private readonly pending = new Map<string, { name: string; mtimeNs: bigint }>();
@@ -129,24 +168,25 @@ export class SubMicrosecondTimes {
 
   async apply(root: SafeRoot): Promise<void> {
     if (this.pending.size === 0) return;
-    const byTime = new Map<bigint, string[]>();
+    const todo: Array<[string, bigint]> = [];
     root.forgetDirs();
     for (const [rel, p] of this.pending) {
       // Never through a symlink a later entry may have put among the parents; a path removed
-      // since is skipped by touch -c.
-      if (!(await root.checkParents(rel, p.name, { create: false }).catch(() => false))) continue;
-      byTime.set(p.mtimeNs, [...(byTime.get(p.mtimeNs) ?? []), root.abs(rel)]);
+      // since is skipped.
+      if (await root.checkParents(rel, p.name, { create: false }).catch(() => false)) todo.push([root.abs(rel), p.mtimeNs]);
     }
-    for (const [ns, paths] of byTime) {
-      const stamp = `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
-      for (let i = 0; i < paths.length; i += 500) {
-        try {
-          await run('touch', ['-h', '-c', '-m', '-d', stamp, '--', ...paths.slice(i, i + 500)]);
-        } catch (err) {
-          throw new ApplyError(this.pending.get(paths[i]!.slice(root.dir.length + 1))?.name ?? paths[i]!, `cannot set the nanoseconds of mtimes: ${String(err)}`, { cause: err });
-        }
-      }
-    }
+    const first = this.pending.values().next().value!.name;
     this.pending.clear();
+    try {
+      const py = python();
+      if (py) {
+        await runWithInput(py, ['-c', PY_SET_MTIMES], Buffer.concat(todo.flatMap(([path, ns]) => [Buffer.from(`${ns}\0`), Buffer.from(path), Buffer.from('\0')])));
+      } else {
+        const stamp = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+        await runWithInput('sh', ['-e', '-s'], Buffer.from(todo.map(([path, ns]) => `touch -h -c -m -d ${stamp(ns)} -- ${shQuote(path)}\n`).join('')));
+      }
+    } catch (err) {
+      throw new ApplyError(first, `cannot set the nanoseconds of ${todo.length} mtimes of this layer: ${String(err)}`, { cause: err });
+    }
   }
 }

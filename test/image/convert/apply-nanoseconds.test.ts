@@ -13,9 +13,13 @@ import { diffTrees, walkTree } from '../../helpers/tree.ts';
 import { referenceApply } from '../apply/reference.ts';
 import { RawTar, streamOf } from '../apply/tar-build.ts';
 
-test('PAX mtimes with nanoseconds are kept exactly, as GNU tar keeps them', async (t) => {
+for (const helper of ['python3', 'sh + touch']) test(`PAX mtimes with nanoseconds are kept exactly, as GNU tar keeps them (${helper})`, async (t) => {
   if (!requireSystem(t, { root: true, commands: ['tar', 'touch', 'getfattr', 'mkfifo'] })) return;
   const scratch = await tempDir(t);
+  if (helper !== 'python3') {
+    process.env.DADI_PYTHON = join(scratch, 'no-python3');
+    t.after(() => { delete process.env.DADI_PYTHON; });
+  }
   const tar = new RawTar().entry({ name: 'us/', flag: '5', mode: 0o755, mtime: 1_600_000_000 });
   // Whole microseconds too: a double cannot hold them exactly either, and libuv truncates.
   const micro: Array<[string, string]> = [];
@@ -30,6 +34,7 @@ test('PAX mtimes with nanoseconds are kept exactly, as GNU tar keeps them', asyn
     .pax([['mtime', '1795439219.9578962']]).entry({ name: 'd/f', flag: '0', mode: 0o644 }, 'f\n')
     .pax([['mtime', '1795439219.9578962']]).entry({ name: 'd/g', flag: '0', mode: 0o644 }, 'g\n')
     .pax([['mtime', '1600000000.000000001']]).entry({ name: 'd/s', flag: '2', linkname: 'f' })
+    .pax([['mtime', '1600000000.000000002']]).entry({ name: "d/it's \\ $x\nnewline", flag: '0' }, 'q\n')
     .pax([['mtime', '1600000000.123456789123']]).entry({ name: 'd/p', flag: '6', mode: 0o600 })
     // Replaced later in the layer by an entry without sub-microsecond time: that one wins.
     .pax([['mtime', '1600000000.999999999']]).entry({ name: 'd/r', flag: '0' }, 'old\n')
