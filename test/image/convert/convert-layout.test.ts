@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { MediaType } from '../../../src/registry/media-types.ts';
 import { requireSystem } from '../../helpers/env.ts';
 import { writeOciImage } from './image-build.ts';
 import { baseLayer, CAPS, hostileImages, LONG_FILE, middleLayer, topLayer } from './layers.ts';
@@ -40,6 +41,8 @@ test('every tar feature survives conversion: the mounted image equals the refere
   await assertNothingRunning(s.dir);
 
   const img = await readConverted(dst, 'obd');
+  assert.equal(img.manifest.mediaType, MediaType.ociManifest);
+  assert.deepEqual(img.manifest.layers.map((l) => l.mediaType), [MediaType.ociLayer, MediaType.ociLayer, MediaType.ociLayer]);
   assert.equal(sum.bytesOut, img.manifest.layers.reduce((n, l) => n + l.size, 0));
   assert.deepEqual(sum.layerDigests, img.manifest.layers.map((l) => l.digest));
   await assertConformant(s, img, built.diffIds, { vsize: 64 * 2 ** 30, algo: 'lz4' });
@@ -102,18 +105,22 @@ test('hostile layers fail conversion naming the layer and entry, write nothing o
   }
 });
 
-test('--compress zstd --block-size 64K --vsize 1G: conformant blobs, same tree; other settings are not reused', async (t) => {
+test('docker schema2 source, --compress zstd --block-size 64K --vsize 1G: conformant blobs, same tree; other settings are not reused', async (t) => {
   if (!requireSystem(t, convertNeeds)) return;
   const s = await convertScratch(t);
   const tars = [await baseLayer()];
   const src = join(s.dir, 'src');
-  const built = await writeOciImage(src, 'v1', tars, 'zstd');
+  const built = await writeOciImage(src, 'v1', tars, 'gzip', { docker: true });
   const dst = join(s.dir, 'dst');
   const opts = ['--compress', 'zstd', '--block-size', '64K', '--vsize', '1G'];
   const zstd = await convert(s, `oci:${src}:v1`, `oci:${dst}:zstd`, opts);
   summaryOf(zstd);
   const img = await readConverted(dst, 'zstd');
   await assertConformant(s, img, built.diffIds, { vsize: 2 ** 30, algo: 'zstd', blockSize: 65536 });
+  // The manifest keeps the source's schema family; layers are uncompressed tars (formats.md §7.9).
+  assert.equal(img.manifest.mediaType, MediaType.dockerManifest);
+  assert.equal(img.manifest.config.mediaType, MediaType.dockerConfig);
+  assert.deepEqual(img.manifest.layers.map((l) => l.mediaType), [MediaType.dockerLayer]);
   assertSameTree(await mountedTree(s, img.layerFiles, 'zstd'), await referenceTree(s, tars, 'zstd'));
   assert.deepEqual(outcomes(await convert(s, `oci:${src}:v1`, `oci:${dst}:zstd-again`, opts)), ['reused']);
   // The record is keyed by the settings too: lz4 is a different conversion.
