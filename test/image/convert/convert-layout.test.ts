@@ -7,8 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { OciLayout } from '../../../src/image/oci-layout.ts';
 import { MediaType } from '../../../src/registry/media-types.ts';
 import { requireSystem } from '../../helpers/env.ts';
 import { writeOciImage } from './image-build.ts';
@@ -128,4 +131,39 @@ test('docker schema2 source, --compress zstd --block-size 64K --vsize 1G: confor
   assert.deepEqual(outcomes(lz4), ['converted']);
   assert.notEqual(summaryOf(lz4).layerDigests[0], img.manifest.layers[0]!.digest);
   await assertNothingRunning(s.dir);
+});
+
+test('a truncated gzip layer and a blob that does not match its digest fail naming layer, blob and problem, leaving nothing behind', async (t) => {
+  if (!requireSystem(t, convertNeeds)) return;
+  const s = await convertScratch(t);
+  const full = gzipSync(await baseLayer());
+  const cases: Array<{ name: string; build(dir: string): Promise<string>; why: (digest: string) => RegExp }> = [
+    {
+      name: 'truncated',
+      // Stored as an uncompressed layer so the digest matches the cut bytes; detection sees gzip.
+      build: async (dir) => (await writeOciImage(dir, 'v1', [full.subarray(0, full.length >> 1)], 'none')).layerDigests[0]!,
+      why: (d) => new RegExp(`^dadi: layer 0 \\(${d}\\): ${d}: at offset \\d+: .*(truncated|corrupt|unexpected end)`, 'i'),
+    },
+    {
+      name: 'corrupt',
+      build: async (dir) => {
+        const d = (await writeOciImage(dir, 'v1', [await baseLayer()], 'gzip')).layerDigests[0]!;
+        const file = new OciLayout(dir).blobPath(d);
+        const bytes = await readFile(file);
+        bytes[bytes.length - 100] ^= 0xff;
+        await writeFile(file, bytes);
+        return d;
+      },
+      why: (d) => new RegExp(`^dadi: layer 0 \\(${d}\\): .*${d.slice(7)}: .*(digest|CRC|corrupt|check)`, 'i'),
+    },
+  ];
+  for (const c of cases) {
+    const src = join(s.dir, `src-${c.name}`);
+    const digest = await c.build(src);
+    const run = await convert(s, `oci:${src}:v1`, `oci:${join(s.dir, `dst-${c.name}`)}:obd`);
+    assert.equal(run.result.code, 1, `${c.name}: conversion must fail`);
+    assert.match(run.result.stderr.trim(), c.why(digest), c.name);
+    assert.equal(run.result.stderr.trim().split('\n').length, 1, run.result.stderr);
+    await assertNothingRunning(s.dir);
+  }
 });
