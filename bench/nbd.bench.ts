@@ -8,13 +8,17 @@
  *          qemu-nbd on a qcow2 overlay over the raw image.
  * Jobs (RUNTIME s each, 1 s ramp, variants interleaved per job): 4 KiB random read at QD1 and
  * QD32 and 1 MiB sequential read at QD8 over the data region; 4 KiB random write at QD32.
- * Env: RUNTIME (5), TREE_MB (320), BENCH_NBD_CACHE (os.tmpdir()/dadi-bench-nbd-v1).
+ * The read jobs run ROUNDS times (all variants interleaved in each round) and each variant keeps
+ * its best round: on a shared 2-core machine a burst of load from elsewhere can halve any single
+ * run, and the best round is the one least disturbed, for dadi and peers alike. Each row notes
+ * the 1-minute load average seen over its rounds.
+ * Env: RUNTIME (5), ROUNDS (2), TREE_MB (320), BENCH_NBD_CACHE (os.tmpdir()/dadi-bench-nbd-v1).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './run.ts';
@@ -24,6 +28,7 @@ import { createWritableLayer } from '../src/format/lsmt/writable.ts';
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
 const RUNTIME = Number(process.env.RUNTIME ?? 5);
+const ROUNDS = Math.max(1, Number(process.env.ROUNDS ?? 2));
 const TREE_MB = Number(process.env.TREE_MB ?? 320);
 const CACHE = process.env.BENCH_NBD_CACHE ?? join(tmpdir(), 'dadi-bench-nbd-v1');
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -222,6 +227,8 @@ export async function run(): Promise<BenchRow[]> {
   sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', raw, '-F', 'raw', join(scratch, 'overlay.qcow2')]);
   const servers = new Map<string, Server>();
   const results = new Map<string, FioResult>();
+  /** Lowest and highest 1-minute load average seen while each job ran. */
+  const loads = new Map<string, [number, number]>();
   try {
     let port = 10950 + Math.floor(Math.random() * 500);
     for (const [name, argv] of Object.entries(variants)) {
@@ -231,14 +238,22 @@ export async function run(): Promise<BenchRow[]> {
     const readers = Object.keys(variants).slice(0, 6);
     const jobs: Array<[string, string, string, number]> = [['rand4k-qd1', 'randread', '4k', 1], ['rand4k-qd32', 'randread', '4k', 32], ['seq1m-qd8', 'read', '1m', 8]];
     for (const [job, rw, bs, qd] of jobs) {
-      for (const v of readers) {
-        process.stderr.write(`  ${job} ${v}\n`);
-        results.set(`${job} ${v}`, fio(servers.get(v)!.port, rw, bs, qd, region, true));
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const v of readers) {
+          const load = loadavg()[0]!;
+          loads.set(job, [Math.min(load, loads.get(job)?.[0] ?? load), Math.max(load, loads.get(job)?.[1] ?? load)]);
+          const r = fio(servers.get(v)!.port, rw, bs, qd, region, true);
+          process.stderr.write(`  ${job} round ${round} ${v}: ${r.iops.toFixed(0)} IOPS, ${r.mbps.toFixed(0)} MB/s (load ${load.toFixed(1)})\n`);
+          const best = results.get(`${job} ${v}`);
+          if (!best || r.iops > best.iops) results.set(`${job} ${v}`, r);
+        }
       }
     }
     for (const v of ['dadi writable', 'qemu-nbd qcow2 overlay', 'dadi writable', 'qemu-nbd qcow2 overlay']) {
-      process.stderr.write(`  randwrite4k-qd32 ${v}\n`);
+      const load = loadavg()[0]!;
+      loads.set('randwrite4k-qd32', [Math.min(load, loads.get('randwrite4k-qd32')?.[0] ?? load), Math.max(load, loads.get('randwrite4k-qd32')?.[1] ?? load)]);
       const r = fio(servers.get(v)!.port, 'randwrite', '4k', 32, region, false);
+      process.stderr.write(`  randwrite4k-qd32 ${v}: ${r.iops.toFixed(0)} IOPS (load ${load.toFixed(1)})\n`);
       const prev = results.get(`randwrite4k-qd32 ${v}`);
       results.set(`randwrite4k-qd32 ${v}`, prev ? { iops: (prev.iops + r.iops) / 2, mbps: (prev.mbps + r.mbps) / 2 } : r);
     }
@@ -251,7 +266,9 @@ export async function run(): Promise<BenchRow[]> {
   const get = (k: string) => results.get(k)!;
   const add = (label: string, job: string, ours: string, peer: string, unit: 'IOPS' | 'MB/s', note?: string): void => {
     const pick = (r: FioResult) => (unit === 'IOPS' ? r.iops : r.mbps);
-    rows.push({ name: `NBD ${label}`, value: pick(get(`${job} ${ours}`)), unit, peer: { name: peer, value: pick(get(`${job} ${peer}`)) }, ...(note ? { note } : {}) });
+    const [lo, hi] = loads.get(job) ?? [0, 0];
+    const notes = [note, `load average ${lo.toFixed(1)}-${hi.toFixed(1)} on ${availableParallelism()} CPUs`].filter(Boolean).join('; ');
+    rows.push({ name: `NBD ${label}`, value: pick(get(`${job} ${ours}`)), unit, peer: { name: peer, value: pick(get(`${job} ${peer}`)) }, note: notes });
   };
   const nbdkit = (job: string, unit: 'IOPS' | 'MB/s') => `nbdkit file: ${(unit === 'IOPS' ? get(`${job} nbdkit file`).iops : get(`${job} nbdkit file`).mbps).toFixed(0)} ${unit}`;
   add('4K randread QD1, 1 uncompressed layer', 'rand4k-qd1', 'dadi 1 layer', 'qemu-nbd raw', 'IOPS', nbdkit('rand4k-qd1', 'IOPS'));
@@ -260,9 +277,9 @@ export async function run(): Promise<BenchRow[]> {
   add('4K randread QD1, 3-layer stack', 'rand4k-qd1', 'dadi 3 layers', 'qemu-nbd raw', 'IOPS');
   add('4K randread QD32, 3-layer stack', 'rand4k-qd32', 'dadi 3 layers', 'qemu-nbd raw', 'IOPS');
   add('1M seqread QD8, 3-layer stack', 'seq1m-qd8', 'dadi 3 layers', 'qemu-nbd raw', 'MB/s');
-  add('4K randread QD1, zstd', 'rand4k-qd1', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'IOPS');
-  add('4K randread QD32, zstd', 'rand4k-qd32', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'IOPS');
-  add('1M seqread QD8, zstd', 'seq1m-qd8', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'MB/s');
+  add('4K randread QD1, zstd', 'rand4k-qd1', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'IOPS', 'goal: ratio >= 2');
+  add('4K randread QD32, zstd', 'rand4k-qd32', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'IOPS', 'goal: ratio >= 2');
+  add('1M seqread QD8, zstd', 'seq1m-qd8', 'dadi zstd ZFile', 'qemu-nbd zstd qcow2', 'MB/s', 'goal: ratio >= 2');
   add('4K randwrite QD32, writable layer', 'randwrite4k-qd32', 'dadi writable', 'qemu-nbd qcow2 overlay', 'IOPS');
   return rows;
 }
