@@ -71,9 +71,6 @@ export function register(program: Command): void {
       try {
         const result = await runDemo({
           keep: opts.keep ?? false, mount: opts.mount, binaryBytes, signal: controller.signal,
-          // This very CLI (same node, loader flags and entry: bin/dadi.js, dist or tsx sources) for
-          // the converter's `dadi serve`; its own default names main.ts, absent from a build.
-          dadiArgv: [process.execPath, ...process.execArgv, process.argv[1]!],
           onEvent: (e) => print(opts.json ? `${JSON.stringify(e)}\n` : `${formatEvent(e, (performance.now() - started) / 1000)}\n`),
         });
         if (!result.ok) throw new Error(`the mounted image differs from the generated one: ${result.problems.join('; ')}`);

@@ -9,11 +9,6 @@ import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-optio
 
 interface MountOptions extends RemoteFlags { writable?: string; readOnly?: boolean; size?: string; options?: string; json?: boolean; list?: boolean }
 
-/** The command line that runs this same dadi (same node, same entry, same loader flags). */
-function selfArgv(): string[] {
-  return [process.execPath, ...process.execArgv, process.argv[1]!];
-}
-
 async function list(json: boolean): Promise<void> {
   const { listMounts } = await import('../../host/image-mount.ts');
   const mounts = await listMounts();
@@ -65,6 +60,7 @@ export function register(program: Command): void {
         if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');
         await remoteImageOptions(opts); // bad flag values fail here, not in the detached server
       }
+      const { dadiCommand } = await import('../self.ts');
       const rec = await mountImage({
         mountPoint: dir,
         image,
@@ -73,7 +69,7 @@ export function register(program: Command): void {
         ...(writable ? { writableDir: writable } : {}),
         ...(opts.options ? { mountOptions: opts.options.split(',').filter(Boolean) } : {}),
         server: (socket) => [
-          ...selfArgv(), 'serve', ...image, '--listen', `unix:${socket}`,
+          ...dadiCommand(), 'serve', ...image, '--listen', `unix:${socket}`,
           ...(writable ? ['--writable', writable] : []),
           ...(opts.readOnly ? ['--read-only'] : []),
           ...(opts.size ? ['--size', opts.size] : []),

@@ -11,12 +11,12 @@
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { attachExport, detachExport, type Attachment } from '../../host/attach.ts';
 import { mountFs, unmountFs } from '../../host/mount-fs.ts';
 import { isRunning, startDetached, terminate, type ProcessIdentity } from '../../host/processes.ts';
 import { HostStepError, runStep } from '../../host/run-tool.ts';
 import { mkfsArgs } from './mkfs.ts';
+import { dadiCommand } from '../../cli/self.ts';
 
 export interface StackMountOptions {
   /** Converted layer files, lowest first. */
@@ -32,13 +32,6 @@ export interface StackMountOptions {
   workDir: string;
   /** argv prefix that runs the dadi CLI (default: this installation's, via node). */
   dadiArgv?: string[];
-}
-
-/** The command that runs this installation's CLI: node, tsx when running from source, main.ts. */
-export function defaultDadiArgv(): string[] {
-  const main = fileURLToPath(new URL('../../cli/main.ts', import.meta.url));
-  if (!main.endsWith('.ts')) return [process.execPath, main];
-  return [process.execPath, '--import', import.meta.resolve('tsx'), main];
 }
 
 function canConnect(socket: string): Promise<boolean> {
@@ -95,7 +88,7 @@ export async function withMountedStack<T>(opts: StackMountOptions, fn: (mountPoi
   };
   let result: T;
   try {
-    const argv = [...(opts.dadiArgv ?? defaultDadiArgv()), 'serve', ...opts.lowers, '--listen', `unix:${socket}`,
+    const argv = [...(opts.dadiArgv ?? dadiCommand()), 'serve', ...opts.lowers, '--listen', `unix:${socket}`,
       '--writable', opts.writableDir, ...(opts.size !== undefined ? ['--size', String(opts.size)] : [])];
     server = startDetached(argv, serverLog).identity;
     await waitListening(socket, server, serverLog);

@@ -1,0 +1,13 @@
+/**
+ * The command line that runs this installation's dadi CLI, for the tools that start a `dadi
+ * serve` of their own (mount, convert, demo). Derived from this module's own location so it is
+ * right whether dadi runs compiled (dist/, `.js`) or from its TypeScript sources through tsx,
+ * and whether the caller is the CLI or a library user.
+ */
+import { fileURLToPath } from 'node:url';
+
+export function dadiCommand(): string[] {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const main = fileURLToPath(new URL(`./main.${fromSource ? 'ts' : 'js'}`, import.meta.url));
+  return fromSource ? [process.execPath, '--import', import.meta.resolve('tsx'), main] : [process.execPath, main];
+}
