@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .argument('<image>', 'registry reference (host[:port]/repo[:tag][@sha256:...]) or oci:DIR[:TAG]')
     .option('--json', 'print one JSON object')
     .option('--insecure', 'plain HTTP to the registry (loopback registries use it anyway)')
-    .option('--cache-dir <dir>', 'block cache directory (default $DADI_CACHE_DIR, else ~/.cache/dadi)')
+    .option('--cache-dir <dir>', 'block cache directory (default $DADI_CACHE_DIR, else ~/.cache/dadi, /var/cache/dadi for root)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refill-unit <size>', 'cache refill unit, default 256K (a blob cached with another unit is fetched again)')
     .addHelpText('after', [

@@ -10,6 +10,7 @@ import type { RemoteImageOptions } from '../remote.ts';
 
 export interface RemoteFlags {
   cacheDir?: string;
+  cacheSize?: string;
   insecure?: boolean;
   platform?: string;
   refillUnit?: string;
@@ -21,7 +22,8 @@ export interface RemoteFlags {
 
 export function addRemoteOptions(cmd: Command): Command {
   return cmd
-    .option('--cache-dir <dir>', 'block cache for registry images (default $DADI_CACHE_DIR, else ~/.cache/dadi)')
+    .option('--cache-dir <dir>', 'block cache for registry images (default $DADI_CACHE_DIR, else ~/.cache/dadi, /var/cache/dadi for root)')
+    .option('--cache-size <size>', 'cap on the cache\'s disk use; least recently used whole blobs are evicted (default 4G)')
     .option('--insecure', 'plain HTTP to the registry (loopback registries use it anyway)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from an image index (default: this machine)')
     .option('--refill-unit <size>', 'cache refill unit, default 256K (a blob cached with another unit is fetched again)')
@@ -36,12 +38,19 @@ function nonNegative(flag: string, text: string, parse: (s: string) => number): 
   return n;
 }
 
+function positiveSize(flag: string, text: string, parse: (s: string) => number): number {
+  const n = nonNegative(flag, text, parse);
+  if (n === 0) throw new Error(`${flag} ${text}: expected a size above zero`);
+  return n;
+}
+
 export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImageOptions> {
   const { parsePlatform } = await import('../../registry/manifests.ts');
   const { parseSize } = await import('../../util/size.ts');
   return {
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
+    ...(flags.cacheSize ? { cacheCapacity: positiveSize('--cache-size', flags.cacheSize, parseSize) } : {}),
     ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
     ...(flags.refillUnit ? { refillUnit: parseSize(flags.refillUnit) } : {}),
     background: {
@@ -56,6 +65,7 @@ export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImag
 export function remoteFlagArgs(flags: RemoteFlags): string[] {
   return [
     ...(flags.cacheDir ? ['--cache-dir', resolve(flags.cacheDir)] : []),
+    ...(flags.cacheSize ? ['--cache-size', flags.cacheSize] : []),
     ...(flags.insecure ? ['--insecure'] : []),
     ...(flags.platform ? ['--platform', flags.platform] : []),
     ...(flags.refillUnit ? ['--refill-unit', flags.refillUnit] : []),
