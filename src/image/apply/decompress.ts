@@ -63,6 +63,8 @@ export async function openTar(input: Readable, onInput?: (bytes: number) => void
   });
   const noop = () => {};
   if (compression === 'none') return { stream: pipeline(input, counter, noop), compression };
-  const decoder = compression === 'gzip' ? createGunzip() : new DecompressStream();
+  // 256 KiB output chunks instead of zlib's 16 KiB: a sixteenth of the thread-pool round trips
+  // and of the write calls for the files they carry.
+  const decoder = compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : new DecompressStream();
   return { stream: pipeline(input, counter, decoder, noop), compression };
 }

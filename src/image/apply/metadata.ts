@@ -5,9 +5,9 @@
  * children changes them.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmod, lchown, lstat, lutimes, type FileHandle } from 'node:fs/promises';
+import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { setAttribute } from 'fs-xattr';
+import { setAttributeSync } from 'fs-xattr';
 import { ApplyError } from './errors.ts';
 import type { SafeRoot } from './paths.ts';
 import type { LayerEntry } from './tar-reader.ts';
@@ -19,16 +19,13 @@ async function setSymlinkXattr(path: string, name: string, value: Buffer): Promi
   await run('setfattr', ['-h', '-n', name, '-v', `0x${value.toString('hex')}`, '--', path]);
 }
 
-export async function applyXattrs(path: string, entry: LayerEntry, isSymlink: boolean): Promise<void> {
-  for (const [name, value] of entry.xattrs) {
-    try {
-      if (isSymlink) await setSymlinkXattr(path, name, value);
-      else await setAttribute(path, name, value);
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      throw new ApplyError(entry.name, `cannot set xattr ${JSON.stringify(name)}: ${why}`, { cause: err });
-    }
-  }
+function xattrError(entry: LayerEntry, name: string, err: unknown): ApplyError {
+  const why = err instanceof Error ? err.message : String(err);
+  return new ApplyError(entry.name, `cannot set xattr ${JSON.stringify(name)}: ${why}`, { cause: err });
+}
+
+function ownerModeError(entry: LayerEntry, err: unknown): ApplyError {
+  return new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid} or mode ${entry.mode.toString(8)}: ${String(err)}`, { cause: err });
 }
 
 /**
@@ -44,36 +41,58 @@ export function uvMtime(entry: LayerEntry): number {
   return Number(us / 1_000_000n) + (Number(us % 1_000_000n) + 0.5) / 1e6;
 }
 
-/** Owner, mode and xattrs of a freshly made (or kept) node; times are set by the caller. */
-export async function applyOwnerModeXattrs(path: string, entry: LayerEntry, isSymlink: boolean): Promise<void> {
+/** Owner, mode and xattrs of a freshly made (or kept) node that is not a symlink; times are set by the caller. */
+export function applyOwnerModeXattrs(path: string, entry: LayerEntry): void {
   try {
-    await lchown(path, entry.uid, entry.gid);
-    if (!isSymlink) await chmod(path, entry.mode);
+    lchownSync(path, entry.uid, entry.gid);
+    chmodSync(path, entry.mode);
   } catch (err) {
-    throw new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid} or mode ${entry.mode.toString(8)}: ${String(err)}`, { cause: err });
+    throw ownerModeError(entry, err);
   }
-  await applyXattrs(path, entry, isSymlink);
+  for (const [name, value] of entry.xattrs) {
+    try {
+      setAttributeSync(path, name, value);
+    } catch (err) {
+      throw xattrError(entry, name, err);
+    }
+  }
+}
+
+/** A symlink's own owner and xattrs (a symlink has no mode of its own). */
+export async function applySymlinkOwnerXattrs(path: string, entry: LayerEntry): Promise<void> {
+  try {
+    lchownSync(path, entry.uid, entry.gid);
+  } catch (err) {
+    throw ownerModeError(entry, err);
+  }
+  for (const [name, value] of entry.xattrs) {
+    try {
+      await setSymlinkXattr(path, name, value);
+    } catch (err) {
+      throw xattrError(entry, name, err);
+    }
+  }
 }
 
 /**
- * Owner, mode and times of a regular file through its open handle, then closes it. Handle-based,
- * so it stays correct even if a later entry has meanwhile replaced the path. Always closes.
+ * Owner, mode and times of a regular file through its open descriptor, then closes it: the
+ * descriptor names this file whatever happens to the path. Always closes.
  */
-export async function finishFile(fh: FileHandle, entry: LayerEntry): Promise<void> {
+export function finishFile(fd: number, entry: LayerEntry): void {
   try {
-    await fh.chown(entry.uid, entry.gid);
-    await fh.chmod(entry.mode);
-    await fh.utimes(entry.atime, uvMtime(entry));
+    fchownSync(fd, entry.uid, entry.gid);
+    fchmodSync(fd, entry.mode);
+    futimesSync(fd, entry.atime, uvMtime(entry));
   } catch (err) {
-    await fh.close().catch(() => {});
+    closeSync(fd);
     throw new ApplyError(entry.name, `cannot set owner ${entry.uid}:${entry.gid}, mode ${entry.mode.toString(8)} or times: ${String(err)}`, { cause: err });
   }
-  await fh.close();
+  closeSync(fd);
 }
 
-export async function applyTimes(path: string, entry: LayerEntry): Promise<void> {
+export function applyTimes(path: string, entry: LayerEntry): void {
   try {
-    await lutimes(path, entry.atime, uvMtime(entry));
+    lutimesSync(path, entry.atime, uvMtime(entry));
   } catch (err) {
     throw new ApplyError(entry.name, `cannot set times: ${String(err)}`, { cause: err });
   }
@@ -97,14 +116,15 @@ export class DirTimes {
     for (const key of this.pending.keys()) if (key === rel || key.startsWith(prefix)) this.pending.delete(key);
   }
 
-  async apply(abs: (rel: string) => string): Promise<void> {
+  apply(abs: (rel: string) => string): void {
     for (const [rel, d] of this.pending) {
       const path = abs(rel);
-      const st = await lstat(path).catch(() => null);
+      let st;
+      try { st = lstatSync(path); } catch { st = null; }
       // Gone or replaced since (forget() should have dropped it): nothing of this entry to date.
       if (st === null || !st.isDirectory() || st.ino !== d.ino) continue;
       try {
-        await lutimes(path, d.atime, d.mtime);
+        lutimesSync(path, d.atime, d.mtime);
       } catch (err) {
         throw new ApplyError(d.name, `cannot set directory times: ${String(err)}`, { cause: err });
       }
@@ -173,7 +193,9 @@ export class SubMicrosecondTimes {
     for (const [rel, p] of this.pending) {
       // Never through a symlink a later entry may have put among the parents; a path removed
       // since is skipped.
-      if (await root.checkParents(rel, p.name, { create: false }).catch(() => false)) todo.push([root.abs(rel), p.mtimeNs]);
+      let present = false;
+      try { present = root.checkParents(rel, p.name, { create: false }); } catch { /* a symlink or file among the parents: skip */ }
+      if (present) todo.push([root.abs(rel), p.mtimeNs]);
     }
     const first = this.pending.values().next().value!.name;
     this.pending.clear();

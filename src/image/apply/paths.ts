@@ -4,7 +4,7 @@
  * the root is refused rather than clamped. Parents are walked with lstat so nothing is ever written
  * through a symlink, whether it was planted by a lower layer or by an earlier entry of this one.
  */
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApplyError, errnoCode } from './errors.ts';
 
@@ -61,7 +61,7 @@ export class SafeRoot {
    * missing ancestors are made (mode 0755, as containerd does) and reported through `onCreate`;
    * without it, returns false when one is missing.
    */
-  async checkParents(rel: string, entry: string, opts: { create: boolean; onCreate?: (rel: string) => void; what?: string }): Promise<boolean> {
+  checkParents(rel: string, entry: string, opts: { create: boolean; onCreate?: (rel: string) => void; what?: string }): boolean {
     const parts = rel.split('/');
     let prefix = '';
     for (let i = 0; i < parts.length - 1; i++) {
@@ -70,11 +70,11 @@ export class SafeRoot {
       const what = opts.what ?? 'path';
       let st;
       try {
-        st = await lstat(this.abs(prefix));
+        st = lstatSync(this.abs(prefix));
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw new ApplyError(entry, `cannot inspect ${JSON.stringify(prefix)}: ${String(err)}`, { cause: err });
         if (!opts.create) return false;
-        await mkdir(this.abs(prefix), { mode: 0o755 });
+        mkdirSync(this.abs(prefix), { mode: 0o755 });
         opts.onCreate?.(prefix);
         this.realDirs.add(prefix);
         continue;

@@ -4,7 +4,7 @@
  * whatever this same layer adds stays, whether it comes before or after the marker in the tar,
  * so the layer's own paths are tracked and spared.
  */
-import { lstat, readdir, rm } from 'node:fs/promises';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import type { DirTimes } from './metadata.ts';
 import { ApplyError, errnoCode } from './errors.ts';
 import { baseOf, parentOf, type SafeRoot } from './paths.ts';
@@ -50,7 +50,7 @@ export class Whiteouts {
   /** Removes `rel` and everything under it, never following symlinks. */
   async removeTree(rel: string, entry: string): Promise<void> {
     try {
-      await rm(this.root.abs(rel), { recursive: true, force: true });
+      rmSync(this.root.abs(rel), { recursive: true, force: true });
     } catch (err) {
       throw new ApplyError(entry, `cannot remove ${JSON.stringify(rel)}: ${String(err)}`, { cause: err });
     }
@@ -62,7 +62,7 @@ export class Whiteouts {
   async pruneLower(rel: string, entry: string): Promise<void> {
     let names: string[];
     try {
-      names = await readdir(this.root.abs(rel));
+      names = readdirSync(this.root.abs(rel));
     } catch (err) {
       throw new ApplyError(entry, `cannot list ${JSON.stringify(rel || '/')}: ${String(err)}`, { cause: err });
     }
@@ -72,7 +72,7 @@ export class Whiteouts {
         await this.removeTree(child, entry);
         continue;
       }
-      const st = await lstat(this.root.abs(child));
+      const st = lstatSync(this.root.abs(child));
       if (st.isDirectory()) await this.pruneLower(child, entry);
     }
   }
@@ -84,7 +84,7 @@ export class Whiteouts {
   async apply(rel: string, entry: string): Promise<'opaque' | 'whiteout'> {
     const base = baseOf(rel);
     const dir = parentOf(rel);
-    const present = await this.root.checkParents(rel, entry, { create: false, what: 'whiteout' });
+    const present = this.root.checkParents(rel, entry, { create: false, what: 'whiteout' });
     if (base === OPAQUE_MARKER) {
       if (present) {
         this.mine.add(dir);
@@ -100,7 +100,7 @@ export class Whiteouts {
     const target = dir === '' ? hidden : `${dir}/${hidden}`;
     let st;
     try {
-      st = await lstat(this.root.abs(target));
+      st = lstatSync(this.root.abs(target));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return 'whiteout';
       throw new ApplyError(entry, `cannot inspect ${JSON.stringify(target)}: ${String(err)}`, { cause: err });

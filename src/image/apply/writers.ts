@@ -5,14 +5,12 @@
  * so a symlink left at the final component is never followed either.
  */
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { link, lstat, mkdir, open, symlink, unlink } from 'node:fs/promises';
+import { closeSync, constants, linkSync, lstatSync, mkdirSync, openSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ApplyError, errnoCode } from './errors.ts';
-import { Inflight } from './inflight.ts';
-import { applyOwnerModeXattrs, applyTimes, DirTimes, finishFile, SubMicrosecondTimes } from './metadata.ts';
+import { applyOwnerModeXattrs, applySymlinkOwnerXattrs, applyTimes, DirTimes, finishFile, SubMicrosecondTimes } from './metadata.ts';
 import { cleanEntryPath, type SafeRoot } from './paths.ts';
 import type { EntryType, LayerEntry } from './tar-reader.ts';
 import { isAufsMeta, isWhiteout, LayerPaths, Whiteouts } from './whiteouts.ts';
@@ -45,30 +43,32 @@ async function drain(body: Readable): Promise<void> {
   for await (const _chunk of body) { /* discard: tar-stream needs every body read */ }
 }
 
-async function lstatOrNull(path: string, entry: string): Promise<Stats | null> {
+function lstatOrNull(path: string, entry: string): Stats | null {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return null;
     throw new ApplyError(entry, `cannot inspect ${path}: ${String(err)}`, { cause: err });
   }
 }
 
+/**
+ * File-system calls are synchronous: each is a few microseconds against the page cache, while a
+ * round trip through libuv's thread pool costs several times that and, on a loaded 2-core
+ * machine, competes with the gunzip stream for the same threads. Only reading the tar awaits.
+ */
 export class LayerApplier {
   readonly stats = emptyStats();
   private readonly mine = new LayerPaths();
   private readonly dirTimes = new DirTimes();
   private readonly exactTimes = new SubMicrosecondTimes();
   private readonly whiteouts: Whiteouts;
-  /** Files being finished in the background (see Inflight). */
-  private readonly inflight = new Inflight(16);
 
   constructor(private readonly root: SafeRoot) {
     this.whiteouts = new Whiteouts(root, this.mine, this.dirTimes);
   }
 
   async apply(entry: LayerEntry, body: Readable): Promise<void> {
-    this.inflight.check();
     const rel = cleanEntryPath(entry.name);
     if (entry.type !== 'file') await drain(body);
     if (isAufsMeta(rel)) {
@@ -79,7 +79,6 @@ export class LayerApplier {
     }
     if (rel !== '' && isWhiteout(rel)) {
       if (entry.type === 'file') await drain(body);
-      await this.inflight.drain();
       const kind = await this.whiteouts.apply(rel, entry.name);
       if (kind === 'opaque') this.stats.opaqueDirs++; else this.stats.whiteouts++;
       return;
@@ -93,7 +92,7 @@ export class LayerApplier {
     }
     // A hard link's target is checked before anything is made for the link itself.
     const linkTarget = entry.type === 'hardlink' ? await this.hardlinkTarget(entry) : '';
-    await this.root.checkParents(rel, entry.name, { create: true, onCreate: (p) => this.mine.add(p) });
+    this.root.checkParents(rel, entry.name, { create: true, onCreate: (p) => this.mine.add(p) });
     this.mine.add(rel);
     const path = this.root.abs(rel);
     switch (entry.type) {
@@ -109,19 +108,16 @@ export class LayerApplier {
 
   /** Sets the deferred directory times; call once after the last entry. */
   async finish(): Promise<void> {
-    await this.inflight.drain();
-    await this.dirTimes.apply((rel) => this.root.abs(rel));
+    this.dirTimes.apply((rel) => this.root.abs(rel));
     await this.exactTimes.apply(this.root);
   }
 
-  /** After a failure: lets background jobs finish (closing their files), ignoring their errors. */
-  async settle(): Promise<void> {
-    await this.inflight.drain().catch(() => {});
-  }
+  /** After a failure: nothing runs in the background any more, so nothing to wait for. */
+  async settle(): Promise<void> {}
 
   /** Clears `rel` for a new node; keeps (and returns) an existing directory when `keepDir`. */
   private async clear(rel: string, path: string, entry: LayerEntry, keepDir: boolean): Promise<Stats | null> {
-    const st = await lstatOrNull(path, entry.name);
+    const st = lstatOrNull(path, entry.name);
     if (st === null) return null;
     if (st.isDirectory()) {
       if (keepDir) return st;
@@ -129,7 +125,7 @@ export class LayerApplier {
       return null;
     }
     try {
-      await unlink(path);
+      unlinkSync(path);
     } catch (err) {
       throw new ApplyError(entry.name, `cannot replace the existing ${JSON.stringify(rel)}: ${String(err)}`, { cause: err });
     }
@@ -140,15 +136,15 @@ export class LayerApplier {
    * Creates `path` with `make`, which must fail with EEXIST when something is there; only then
    * is the old node inspected and cleared (most paths are new, so this saves an lstat each).
    */
-  private async create<T>(rel: string, path: string, entry: LayerEntry, what: string, make: () => Promise<T>): Promise<T> {
+  private async create<T>(rel: string, path: string, entry: LayerEntry, what: string, make: () => T): Promise<T> {
     try {
-      return await make();
+      return make();
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw new ApplyError(entry.name, `cannot create ${what}: ${String(err)}`, { cause: err });
     }
     await this.clear(rel, path, entry, false);
     try {
-      return await make();
+      return make();
     } catch (err) {
       throw new ApplyError(entry.name, `cannot create ${what}: ${String(err)}`, { cause: err });
     }
@@ -156,9 +152,9 @@ export class LayerApplier {
 
   private async file(rel: string, path: string, entry: LayerEntry, body: Readable): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-    let fh;
+    let fd: number;
     try {
-      fh = await this.create(rel, path, entry, 'file', () => open(path, flags, 0o600));
+      fd = await this.create(rel, path, entry, 'file', () => openSync(path, flags, 0o600));
     } catch (err) {
       await drain(body).catch(() => {});
       throw err;
@@ -169,55 +165,55 @@ export class LayerApplier {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         let done = 0;
         while (done < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, done, chunk.length - done).catch((err: unknown) => {
+          try {
+            done += writeSync(fd, chunk, done, chunk.length - done);
+          } catch (err) {
             throw new ApplyError(entry.name, `cannot write file data: ${String(err)}`, { cause: err });
-          });
-          done += bytesWritten;
+          }
         }
         written += chunk.length;
       }
     } catch (err) {
-      await fh.close().catch(() => {});
+      closeSync(fd);
       throw err;
     }
     this.stats.bytesWritten += written;
     if (entry.xattrs.size === 0) {
-      const handle = fh;
-      await this.inflight.add(() => finishFile(handle, entry));
+      finishFile(fd, entry);
       return;
     }
-    // fs-xattr works on paths: finish in order so the path still names this file.
-    await fh.close();
-    await applyOwnerModeXattrs(path, entry, false);
-    await applyTimes(path, entry);
+    // fs-xattr works on paths: the path still names this file, as nothing ran in between.
+    closeSync(fd);
+    applyOwnerModeXattrs(path, entry);
+    applyTimes(path, entry);
   }
 
   private async directory(rel: string, entry: LayerEntry): Promise<void> {
     const path = this.root.abs(rel);
     let st: Stats | null = null;
     try {
-      await mkdir(path, { mode: 0o700 });
+      mkdirSync(path, { mode: 0o700 });
     } catch (err) {
       if (errnoCode(err) !== 'EEXIST') throw new ApplyError(entry.name, `cannot create directory: ${String(err)}`, { cause: err });
       st = await this.clear(rel, path, entry, true);
       if (st === null) {
         try {
-          await mkdir(path, { mode: 0o700 });
+          mkdirSync(path, { mode: 0o700 });
         } catch (err2) {
           throw new ApplyError(entry.name, `cannot create directory: ${String(err2)}`, { cause: err2 });
         }
       }
     }
-    st ??= await lstat(path);
+    st ??= lstatSync(path);
     this.root.noteDir(rel);
-    await applyOwnerModeXattrs(path, entry, false);
+    applyOwnerModeXattrs(path, entry);
     this.dirTimes.record(rel, entry, st.ino);
   }
 
   private async symlink(rel: string, path: string, entry: LayerEntry): Promise<void> {
-    await this.create(rel, path, entry, 'symlink', () => symlink(entry.linkname, path));
-    await applyOwnerModeXattrs(path, entry, true);
-    await applyTimes(path, entry);
+    await this.create(rel, path, entry, 'symlink', () => symlinkSync(entry.linkname, path));
+    await applySymlinkOwnerXattrs(path, entry);
+    applyTimes(path, entry);
   }
 
   /** The root-relative path of an existing, non-directory hard-link target reached without symlinks. */
@@ -228,8 +224,8 @@ export class LayerApplier {
     if (targetRel.startsWith(`${cleanEntryPath(entry.name)}/`)) {
       throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} lies inside the path the link would replace`);
     }
-    const exists = await this.root.checkParents(targetRel, entry.name, { create: false, what: 'hard link target' });
-    const target = exists ? await lstatOrNull(this.root.abs(targetRel), entry.name) : null;
+    const exists = this.root.checkParents(targetRel, entry.name, { create: false, what: 'hard link target' });
+    const target = exists ? lstatOrNull(this.root.abs(targetRel), entry.name) : null;
     if (target === null) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} does not exist`);
     if (target.isDirectory()) throw new ApplyError(entry.name, `hard link target ${JSON.stringify(entry.linkname)} is a directory`);
     return targetRel;
@@ -238,7 +234,7 @@ export class LayerApplier {
   /** Hard links share the target's inode, so the entry's own metadata is not applied (as GNU tar). */
   private async hardlink(rel: string, path: string, entry: LayerEntry, targetRel: string): Promise<void> {
     if (targetRel === rel) return;
-    await this.create(rel, path, entry, `a link to ${JSON.stringify(entry.linkname)}`, () => link(this.root.abs(targetRel), path));
+    await this.create(rel, path, entry, `a link to ${JSON.stringify(entry.linkname)}`, () => linkSync(this.root.abs(targetRel), path));
   }
 
   /** Node has no mknod/mkfifo; the coreutils commands do it. */
@@ -251,7 +247,7 @@ export class LayerApplier {
     } catch (err) {
       throw new ApplyError(entry.name, `cannot create ${entry.type}: ${String(err)}`, { cause: err });
     }
-    await applyOwnerModeXattrs(path, entry, false);
-    await applyTimes(path, entry);
+    applyOwnerModeXattrs(path, entry);
+    applyTimes(path, entry);
   }
 }
