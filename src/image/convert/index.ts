@@ -47,7 +47,10 @@ export interface ConvertOptions {
   platform?: Platform;
   /** Where per-layer scratch directories go (default: the OS temp dir). */
   tmpDir?: string;
-  /** argv prefix that runs the dadi CLI for `dadi serve` (default: this installation). */
+  /**
+   * Formerly the argv prefix of the `dadi serve` child; the stack is now served in this process,
+   * so it is ignored (kept so existing callers still compile).
+   */
   dadiArgv?: string[];
   onEvent?(e: ConvertEvent): void;
 }
@@ -148,7 +151,6 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         index: i, name: layer.digest, lowers, vsize: settings.vsize, uuid: chainIdToUuid(chains[i]!),
         ...(i > 0 ? { parentUuid: chainIdToUuid(chains[i - 1]!) } : {}),
         compress: settings.compress, blockSize: settings.blockSize, workDir: join(work, `l${i}`),
-        ...(opts.dadiArgv ? { dadiArgv: opts.dadiArgv } : {}),
         open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),

@@ -11,8 +11,9 @@ import { pipeline } from 'node:stream/promises';
 import { FileSource } from '../../io/file.ts';
 import { commitToFile } from '../../format/lsmt/commit-file.ts';
 import { openWritablePairReadOnly } from '../../format/lsmt/readonly.ts';
-import { applyLayer, type ApplyStats } from '../apply/index.ts';
+import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
+import { applyLayerInThread } from './apply-thread.ts';
 import type { LayerStream } from './store.ts';
 import { withMountedStack } from './stack-mount.ts';
 
@@ -29,7 +30,6 @@ export interface ConvertLayerOptions {
   blockSize: number;
   /** Scratch directory of this layer (writable layer, mount point, logs, output). */
   workDir: string;
-  dadiArgv?: string[];
   open(): LayerStream;
   onApplyProgress?(bytes: number): void;
   onStep?(step: 'mount' | 'apply' | 'unmount' | 'commit'): void;
@@ -54,12 +54,12 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
   o.onStep?.('mount');
   const apply = await withMountedStack({
     lowers: o.lowers, writableDir: rw, mkfs: o.index === 0, mountPoint: mnt, workDir: o.workDir,
-    ...(o.index === 0 ? { size: o.vsize } : {}), ...(o.dadiArgv ? { dadiArgv: o.dadiArgv } : {}),
+    ...(o.index === 0 ? { size: o.vsize } : {}),
   }, async (dir) => {
     o.onStep?.('apply');
     const blob = o.open();
     try {
-      const stats = await applyLayer(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
+      const stats = await applyLayerInThread(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
       await blob.done; // the whole blob matched its digest
       o.onStep?.('unmount');
       return stats;
