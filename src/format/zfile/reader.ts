@@ -18,7 +18,10 @@ import { JumpTable } from './jump-table.ts';
 const READ_WINDOW = 1 << 20;
 const READ_RETRIES = 3;
 const TABLE_CHUNK = 1 << 20;
-const POOL_LIMIT = 8;
+// Scratch sets kept for reuse: enough for an NBD client's whole queue (fio and the kernel keep 32+
+// reads in flight). With 8, three of four reads at QD32 built a new window and zstd context, which
+// cost a fifth of the server's CPU in allocation and GC (zstd 4K QD32: 17.6k -> 27.5k IOPS at 64).
+const POOL_LIMIT = 64;
 
 /** True when `head` (at least the first 24 bytes) starts with the ZFile magics. */
 export function isZFile(head: Uint8Array): boolean {
