@@ -31,6 +31,8 @@ export interface Disk {
   /**
    * Optional allocation map for NBD block status: the consecutive runs covering
    * [offset, offset+length), `zero` meaning a run reads as zeros and `hole` that it is unallocated.
+   * The runs start at `offset` and are contiguous but may stop short of the end (a huge range is
+   * answered in part, as NBD block status allows); callers ask again from where they stopped.
    */
   extents?(offset: number, length: number): Promise<DiskExtent[]>;
 }
