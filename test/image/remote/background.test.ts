@@ -5,15 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { dadiArgv, requireSystem, runDadi, tempDir, vector } from '../../helpers/env.ts';
+import { dadiArgv, requireSystem, tempDir, vector } from '../../helpers/env.ts';
 import { startFaultProxy } from '../../helpers/fault-proxy.ts';
 import { startEmbeddedRegistry } from '../../helpers/registry.ts';
+import { assertExportEquals } from './compare.ts';
 import { buildObdImage, pushObdImage } from './fixture.ts';
-
-const run = promisify(execFile);
 
 test('background download from dadi serve verifies every blob; afterwards a full nbdcopy fetches nothing and equals dadi cat', async (t) => {
   if (!requireSystem(t, { commands: ['nbdcopy', 'cmp'] })) return;
@@ -48,12 +46,7 @@ test('background download from dadi serve verifies every blob; afterwards a full
   const uri = (JSON.parse(stdout.slice(0, stdout.indexOf('\n'))) as { uri: string }).uri;
 
   proxy.log.length = 0;
-  const expected = join(dir, 'expected.img');
-  const got = join(dir, 'export.img');
-  const cat = await runDadi(['cat', '-o', expected, ...layers]);
-  assert.equal(cat.code, 0, cat.stderr);
-  await run('nbdcopy', [uri, got], { timeout: 60_000 });
-  await run('cmp', [expected, got], { timeout: 60_000 });
+  await assertExportEquals(t, uri, layers);
   assert.deepEqual(proxy.log.map((e) => e.url), [], 'nothing fetched after the background download');
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);

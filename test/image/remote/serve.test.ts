@@ -14,22 +14,12 @@ import { dadiArgv, requireSystem, runDadi, tempDir, vector } from '../../helpers
 import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.ts';
 import { startDockerRegistry, startEmbeddedRegistry } from '../../helpers/registry.ts';
 import { startServe, type ServeInfo } from '../../nbd/serve-process.ts';
+import { assertExportEquals } from './compare.ts';
 import { buildObdImage, pushObdImage, writeObdLayout } from './fixture.ts';
 
 const run = promisify(execFile);
 
 type RemoteServeInfo = ServeInfo & { image: string; manifestDigest: string; attach: { bytes: number; requests: number; metadataBytes: number } };
-
-/** `dadi cat` of the local layers and `nbdcopy` of the export into sparse files, then `cmp`. */
-async function assertExportEquals(t: TestContext, uri: string, layers: string[]): Promise<void> {
-  const dir = await tempDir(t, 'dadi-cmp-');
-  const expected = join(dir, 'expected.img');
-  const got = join(dir, 'export.img');
-  const cat = await runDadi(['cat', '-o', expected, ...layers]);
-  assert.equal(cat.code, 0, cat.stderr);
-  await run('nbdcopy', [uri, got], { timeout: 60_000 });
-  await run('cmp', [expected, got], { timeout: 60_000 });
-}
 
 function layerGets(proxy: FaultProxy, blobs: readonly string[]): number {
   return proxy.log.filter((e) => e.method === 'GET' && blobs.some((b) => e.url.endsWith(`/blobs/${b}`))).length;
