@@ -13,6 +13,7 @@ import { sha256Digest } from '../../registry/digest.ts';
 import { MediaType } from '../../registry/media-types.ts';
 import type { Descriptor, ImageManifest, Platform } from '../../registry/oci.ts';
 import { chainIdToUuid, chainIds } from '../chain-id.ts';
+import { ApplyThread } from './apply-thread.ts';
 import { convertLayer } from './layer.ts';
 import { MKFS_OPTIONS } from './mkfs.ts';
 import { ReuseStore, type ConvertSettings } from './reuse.ts';
@@ -101,6 +102,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
   if (settings.vsize % 4096 !== 0 || settings.vsize <= 0) throw new Error(`--vsize ${settings.vsize} must be a positive multiple of 4096 bytes`);
   const client = new RegistryClient({ insecure: opts.insecure ?? false, ...(opts.platform ? { platform: opts.platform } : {}) });
   const work = await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'dadi-convert-'));
+  let applier: ApplyThread | undefined;
   try {
     const source = openSource(opts.src, { client, ...(opts.platform ? { platform: opts.platform } : {}) });
     const target = openTarget(opts.dst, { client });
@@ -147,11 +149,13 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         }
         lowers.push(d.path);
       }
+      // Started before the first mount, so its start-up overlaps with serving and mounting.
+      applier ??= new ApplyThread();
       const converted = await convertLayer({
         index: i, name: layer.digest, lowers, vsize: settings.vsize, uuid: chainIdToUuid(chains[i]!),
         ...(i > 0 ? { parentUuid: chainIdToUuid(chains[i - 1]!) } : {}),
         compress: settings.compress, blockSize: settings.blockSize, workDir: join(work, `l${i}`),
-        open: () => source.openBlob(layer),
+        applier, open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),
       }).catch((err: unknown) => {
@@ -189,6 +193,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       bytesOut: done.reduce((n, d) => n + d.size, 0), seconds: (performance.now() - started) / 1000, layerDigests: done.map((d) => d.digest),
     };
   } finally {
+    await applier?.close();
     // Never recurse into a file system a failed teardown left mounted: rm would empty it.
     if (!(await mountedUnder(work))) await rm(work, { recursive: true, force: true }).catch(() => undefined);
     await client.close();

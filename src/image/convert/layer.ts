@@ -13,7 +13,7 @@ import { commitToFile } from '../../format/lsmt/commit-file.ts';
 import { openWritablePairReadOnly } from '../../format/lsmt/readonly.ts';
 import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
-import { applyLayerInThread } from './apply-thread.ts';
+import type { ApplyThread } from './apply-thread.ts';
 import type { LayerStream } from './store.ts';
 import { withMountedStack } from './stack-mount.ts';
 
@@ -30,6 +30,8 @@ export interface ConvertLayerOptions {
   blockSize: number;
   /** Scratch directory of this layer (writable layer, mount point, logs, output). */
   workDir: string;
+  /** The thread that applies the tar (started early by the caller, reused across layers). */
+  applier: ApplyThread;
   open(): LayerStream;
   onApplyProgress?(bytes: number): void;
   onStep?(step: 'mount' | 'apply' | 'unmount' | 'commit'): void;
@@ -59,7 +61,7 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
     o.onStep?.('apply');
     const blob = o.open();
     try {
-      const stats = await applyLayerInThread(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
+      const stats = await o.applier.apply(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
       await blob.done; // the whole blob matched its digest
       o.onStep?.('unmount');
       return stats;
