@@ -4,7 +4,7 @@
  * step would bump). Directory times are deferred to the end of the layer because adding
  * children changes them.
  */
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, lstatSync, lutimesSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { setAttributeSync } from 'fs-xattr';
@@ -163,13 +163,8 @@ function runWithInput(cmd: string, args: string[], input: Buffer): Promise<void>
   });
 }
 
-const pythonWorks = new Map<string, boolean>();
-/** python3, or $DADI_PYTHON (which the tests point elsewhere to take the shell path), if it runs. */
-function python(): string | undefined {
-  const cmd = process.env.DADI_PYTHON ?? 'python3';
-  if (!pythonWorks.has(cmd)) pythonWorks.set(cmd, spawnSync(cmd, ['-c', ''], { stdio: 'ignore' }).status === 0);
-  return pythonWorks.get(cmd) ? cmd : undefined;
-}
+/** Python commands that failed once: later layers go straight to the shell. */
+const pythonFailed = new Set<string>();
 
 /**
  * Node sets times through libuv, which rounds to microseconds; GNU tar and containerd keep a PAX
@@ -199,14 +194,21 @@ export class SubMicrosecondTimes {
     }
     const first = this.pending.values().next().value!.name;
     this.pending.clear();
-    try {
-      const py = python();
-      if (py) {
+    // python3, or $DADI_PYTHON (which the tests point elsewhere to take the shell path), tried
+    // directly rather than probed first (a probe costs a whole interpreter start per process).
+    // Should it fail, even midway, the shell sets every time again: touch -h is idempotent.
+    const py = process.env.DADI_PYTHON ?? 'python3';
+    if (!pythonFailed.has(py)) {
+      try {
         await runWithInput(py, ['-c', PY_SET_MTIMES], Buffer.concat(todo.flatMap(([path, ns]) => [Buffer.from(`${ns}\0`), Buffer.from(path), Buffer.from('\0')])));
-      } else {
-        const stamp = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
-        await runWithInput('sh', ['-e', '-s'], Buffer.from(todo.map(([path, ns]) => `touch -h -c -m -d ${stamp(ns)} -- ${shQuote(path)}\n`).join('')));
+        return;
+      } catch {
+        pythonFailed.add(py);
       }
+    }
+    const stamp = (ns: bigint) => `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`;
+    try {
+      await runWithInput('sh', ['-e', '-s'], Buffer.from(todo.map(([path, ns]) => `touch -h -c -m -d ${stamp(ns)} -- ${shQuote(path)}\n`).join('')));
     } catch (err) {
       throw new ApplyError(first, `cannot set the nanoseconds of ${todo.length} mtimes of this layer: ${String(err)}`, { cause: err });
     }
