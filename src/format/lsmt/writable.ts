@@ -1,18 +1,18 @@
 /**
  * The append-only writable layer (formats.md §2.7): a data file that only grows (header 0x03) and
  * an index log (header 0x01, records from byte 4096), one record appended per piece after its
- * data is written. Concurrent writes reserve their span of the data EOF and their index slots
- * synchronously, so the in-memory map and the on-disk log apply records in the same order while
- * the data writes themselves run in parallel and reads never wait.
+ * data is written. Concurrent writes reserve their span of the data EOF synchronously and are
+ * group-committed in issue order (see LsmtWritableLayer), so the in-memory map and the on-disk
+ * log apply records in the same order and reads never wait.
  */
 import { randomUUID } from 'node:crypto';
-import { read as fsRead, write as fsWrite } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { DiskError, FormatError } from '../../errors.ts';
 import type { ByteSource } from '../../io/types.ts';
 import { ExtentMap } from './extent-map.ts';
 import { decodeHeader, encodeHeader, FLAG_HEADER, FLAG_TYPE_DATA, headerFields, HT_SPACE, normalizeUuid } from './header.ts';
 import { replayIndexLog } from './log-replay.ts';
+import { preadOnce, writeAll, writevAll } from './positional-io.ts';
 import { encodeInvalidRecord, encodeRecord, RECORD_SIZE } from './records.ts';
 import { MAX_EXTENT_SECTORS, SECTOR, type ExtentVisitor, type LsmtHeaderFields, type SegmentIndex, type WritableLayer } from './types.ts';
 
@@ -28,27 +28,6 @@ export interface CreateWritableOptions {
   sparse?: false;
   /** Record tag: the number of read-only layers this layer is stacked on (§2.5). */
   tag?: number;
-}
-
-/*
- * Positional I/O through the callback API on the raw fd: on the hot paths (every write, every
- * extent copied by commit) it costs about half of what FileHandle's promise methods do.
- */
-function preadOnce(fd: number, dst: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fsRead(fd, dst, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-function pwriteOnce(fd: number, src: Uint8Array, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    fsWrite(fd, src, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
-  });
-}
-
-async function writeAll(fh: FileHandle, data: Uint8Array, pos: number): Promise<void> {
-  let done = 0;
-  while (done < data.length) done += await pwriteOnce(fh.fd, data, done, data.length - done, pos + done);
 }
 
 /** A growing file as a ByteSource: its size is what has been reserved so far. */
@@ -70,14 +49,49 @@ class GrowingFileSource implements ByteSource {
   async close(): Promise<void> {}
 }
 
+/** One write or trim waiting for its batch; `src` is null for a trim. */
+interface QueuedOp {
+  src: Uint8Array | null;
+  sector: number;
+  count: number;
+  /** Data file byte offset reserved for a write; for a trim, the data EOF when it was issued. */
+  at: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** A batch whose data is in the file and whose records are in the map, waiting for its index append. */
+interface IndexBatch {
+  records: Uint8Array;
+  ops: QueuedOp[];
+  /** Set when the batch's data write failed: its ops are rejected, in turn, with no records. */
+  error?: Error;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Ops per data write: bounded so one writev stays under IOV_MAX and a batch's latency stays small. */
+const MAX_BATCH_OPS = 256;
+
 export class LsmtWritableLayer implements WritableLayer {
   readonly data: ByteSource;
-  private readonly pending = new Set<Promise<void>>();
   private closed = false;
-  /** Index records waiting for the append in flight; written together next (group append). */
-  private queued: Uint8Array[] = [];
-  private queuedWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /*
+   * Group commit in two pipelined stages, both strictly in issue order: writes and trims queue up
+   * while a data write is in flight and then go out together as one positional writev (their data
+   * spans were reserved back to back); the batch then enters the map and hands its records to the
+   * index stage, which appends every batch waiting for it in one write. The map and the log thus
+   * apply records in issue order (a later write to the same sectors wins in both), a write is
+   * acknowledged only once its record is in the log, and a read after that sees it.
+   */
+  private queued: QueuedOp[] = [];
+  private writingData = false;
+  private indexQueue: IndexBatch[] = [];
   private appending = false;
+  /** Ops issued / ops settled (acknowledged or rejected) so far; flush waits for the issued count. */
+  private issued = 0;
+  private settled = 0;
+  private flushWaiters: { target: number; resolve: () => void }[] = [];
   private failed: Error | undefined;
 
   constructor(
@@ -135,13 +149,6 @@ export class LsmtWritableLayer implements WritableLayer {
     }
   }
 
-  private track(p: Promise<void>): Promise<void> {
-    this.pending.add(p);
-    const done = (): void => { this.pending.delete(p); };
-    p.then(done, done);
-    return p;
-  }
-
   write(src: Uint8Array, byteOffset: number): Promise<void> {
     try {
       this.check(byteOffset, src.length, 'write');
@@ -149,17 +156,10 @@ export class LsmtWritableLayer implements WritableLayer {
       return Promise.reject(e);
     }
     if (src.length === 0) return Promise.resolve();
-    // Reserve the data span now; the pieces are contiguous in the file, so one pwrite covers them.
+    // Reserve the data span now: spans of queued writes are contiguous, so one writev covers them.
     const at = this.dataEof;
     this.dataEof += src.length;
-    return this.track((async () => {
-      try {
-        await writeAll(this.dataFh, src, at);
-      } catch (e) {
-        throw new DiskError('EIO', `${this.name}: data write failed: ${(e as Error).message}`, { cause: e });
-      }
-      await this.appendRecords(byteOffset / SECTOR, src.length / SECTOR, at / SECTOR, 0, MAX_WRITE_SECTORS);
-    })());
+    return this.enqueue(src, byteOffset / SECTOR, src.length / SECTOR, at);
   }
 
   trim(byteOffset: number, length: number): Promise<void> {
@@ -169,68 +169,130 @@ export class LsmtWritableLayer implements WritableLayer {
       return Promise.reject(e);
     }
     if (length === 0) return Promise.resolve();
-    return this.track(this.appendRecords(byteOffset / SECTOR, length / SECTOR, this.dataEof / SECTOR, 1, MAX_EXTENT_SECTORS));
+    return this.enqueue(null, byteOffset / SECTOR, length / SECTOR, this.dataEof);
   }
 
-  /** Reserves the index slots and updates the map synchronously (same order as the log), then writes. */
-  private async appendRecords(sector: number, count: number, moffset: number, zeroed: number, maxPiece: number): Promise<void> {
-    const pieces = Math.ceil(count / maxPiece);
-    const buf = new Uint8Array(pieces * RECORD_SIZE);
-    const dv = new DataView(buf.buffer);
-    for (let p = 0; p < pieces; p++) {
-      const skip = p * maxPiece;
-      const n = Math.min(maxPiece, count - skip);
-      const m = zeroed ? moffset : moffset + skip;
-      encodeRecord(dv, p * RECORD_SIZE, sector + skip, n, m, zeroed, this.tag);
-      this.map.insert(sector + skip, n, m, zeroed);
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.queued.push(buf);
-      this.queuedWaiters.push({ resolve, reject });
-      if (!this.appending) void this.drainIndexQueue();
+  private enqueue(src: Uint8Array | null, sector: number, count: number, at: number): Promise<void> {
+    this.issued++;
+    return new Promise<void>((resolve, reject) => {
+      this.queued.push({ src, sector, count, at, resolve, reject });
+      if (!this.writingData) void this.drainDataQueue();
     });
   }
 
-  /**
-   * Appends queued records in queue order (= map order), one write per batch: records of writes
-   * that complete while an append is in flight go out together, so the log never has holes.
-   */
+  private async drainDataQueue(): Promise<void> {
+    this.writingData = true;
+    while (this.queued.length > 0) {
+      let ops = this.queued;
+      if (ops.length > MAX_BATCH_OPS) {
+        this.queued = ops.slice(MAX_BATCH_OPS);
+        ops = ops.slice(0, MAX_BATCH_OPS);
+      } else {
+        this.queued = [];
+      }
+      const bufs: Uint8Array[] = [];
+      let first = -1;
+      for (const op of ops) {
+        if (op.src === null) continue;
+        if (first < 0) first = op.at;
+        bufs.push(op.src);
+      }
+      let error: Error | undefined;
+      if (bufs.length > 0) {
+        try {
+          await writevAll(this.dataFh.fd, bufs, first);
+        } catch (e) {
+          error = new DiskError('EIO', `${this.name}: data write failed: ${(e as Error).message}`, { cause: e });
+        }
+      }
+      this.indexQueue.push({ records: error ? EMPTY : this.recordBatch(ops), ops, error });
+      if (!this.appending) void this.drainIndexQueue();
+    }
+    this.writingData = false;
+  }
+
+  /** Puts a batch into the map (in issue order, same as the log) and encodes its records. */
+  private recordBatch(ops: QueuedOp[]): Uint8Array {
+    let n = 0;
+    for (const op of ops) n += Math.ceil(op.count / (op.src ? MAX_WRITE_SECTORS : MAX_EXTENT_SECTORS));
+    const buf = new Uint8Array(n * RECORD_SIZE);
+    const dv = new DataView(buf.buffer);
+    let r = 0;
+    for (const op of ops) {
+      const zeroed = op.src ? 0 : 1;
+      const maxPiece = op.src ? MAX_WRITE_SECTORS : MAX_EXTENT_SECTORS;
+      const moffset = op.at / SECTOR;
+      for (let skip = 0; skip < op.count; skip += maxPiece) {
+        const len = Math.min(maxPiece, op.count - skip);
+        const m = zeroed ? moffset : moffset + skip;
+        encodeRecord(dv, r++ * RECORD_SIZE, op.sector + skip, len, m, zeroed, this.tag);
+        this.map.insert(op.sector + skip, len, m, zeroed);
+      }
+    }
+    return buf;
+  }
+
+  /** Appends every waiting batch's records in one write, in queue order, so the log never has holes. */
   private async drainIndexQueue(): Promise<void> {
     this.appending = true;
-    while (this.queued.length > 0) {
-      const bufs = this.queued;
-      const waiters = this.queuedWaiters;
-      this.queued = [];
-      this.queuedWaiters = [];
-      const all = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
-      const at = this.indexEof;
-      this.indexEof += all.length;
+    while (this.indexQueue.length > 0) {
+      const batches = this.indexQueue;
+      this.indexQueue = [];
+      const recs = batches.length === 1 ? batches[0]!.records : Buffer.concat(batches.map((b) => b.records));
+      let err: DiskError | undefined;
       try {
         if (this.failed) throw this.failed;
-        await writeAll(this.indexFh, all, at);
-        for (const w of waiters) w.resolve();
+        if (recs.length > 0) {
+          const at = this.indexEof;
+          this.indexEof += recs.length;
+          await writeAll(this.indexFh, recs, at);
+        }
       } catch (e) {
         // The map already holds these records; refuse further writes rather than diverge from the log.
         this.failed ??= e as Error;
-        const err = new DiskError('EIO', `${this.name}: index append failed: ${(e as Error).message}`, { cause: e });
-        for (const w of waiters) w.reject(err);
+        err = new DiskError('EIO', `${this.name}: index append failed: ${(e as Error).message}`, { cause: e });
       }
+      for (const b of batches) {
+        for (const op of b.ops) {
+          const e = b.error ?? err;
+          if (e) op.reject(e);
+          else op.resolve();
+        }
+        this.settled += b.ops.length;
+      }
+      this.wakeFlushes();
     }
     this.appending = false;
   }
 
+  private wakeFlushes(): void {
+    if (this.flushWaiters.length === 0) return;
+    const still: { target: number; resolve: () => void }[] = [];
+    for (const w of this.flushWaiters) {
+      if (this.settled >= w.target) w.resolve();
+      else still.push(w);
+    }
+    this.flushWaiters = still;
+  }
+
+  /** Persists every write issued before the call: data first, so no durable record points at lost data. */
   async flush(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
+    const target = this.issued;
+    if (this.settled < target) await new Promise<void>((resolve) => this.flushWaiters.push({ target, resolve }));
     await this.dataFh.datasync();
     await this.indexFh.datasync();
+    if (this.failed) throw new DiskError('EIO', `${this.name}: flush failed: the index log failed earlier (${this.failed.message})`);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
     this.closed = true;
-    await this.dataFh.close();
-    await this.indexFh.close();
+    try {
+      await this.flush();
+    } finally {
+      await this.dataFh.close();
+      await this.indexFh.close();
+    }
   }
 }
 
