@@ -66,8 +66,8 @@ export class ApplyThread {
     const worker = this.worker!;
     let ok = false;
     try {
+      worker.ref(); // before waiting for it to start: an unref'd worker keeps nothing alive
       await this.ready;
-      worker.ref();
       const stats = await this.run(worker, input, rootDir, opts);
       ok = true;
       return stats;
@@ -109,6 +109,7 @@ export class ApplyThread {
       }
     };
     let pumping = Promise.resolve();
+    let aborted: Error | undefined;
     return new Promise<ApplyStats>((resolve, reject) => {
       const finish = (fn: () => void): void => {
         settled = true;
@@ -118,10 +119,19 @@ export class ApplyThread {
       const onMessage = (m: FromWorker): void => {
         if (m.type === 'more') pumping = pumping.then(pump);
         else if (m.type === 'progress') {
-          // A throwing progress callback aborts the layer, as it would from inside the stream.
-          try { opts.onProgress?.(m.bytes); } catch (err) { finish(() => reject(err as Error)); }
-        } else if (m.type === 'done') finish(() => resolve(m.stats as ApplyStats));
-        else if (m.type === 'failed') finish(() => reject(fromThreadError(m.error)));
+          if (aborted) return;
+          // A throwing progress callback aborts the layer, as it would from inside the stream:
+          // the thread's input fails, and the applier closes its open file before answering
+          // (terminating it mid-file would leave a descriptor holding the mount busy).
+          try {
+            opts.onProgress?.(m.bytes);
+          } catch (err) {
+            aborted = err as Error;
+            ended = true;
+            send({ type: 'error', error: toThreadError(err) });
+          }
+        } else if (m.type === 'done') finish(() => (aborted ? reject(aborted) : resolve(m.stats as ApplyStats)));
+        else if (m.type === 'failed') finish(() => reject(aborted ?? fromThreadError(m.error)));
       };
       const onError = (err: Error): void => finish(() => reject(err));
       const onExit = (code: number): void => finish(() => reject(new Error(`the layer applier thread exited (code ${code}) before finishing`)));
