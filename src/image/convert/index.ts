@@ -48,11 +48,6 @@ export interface ConvertOptions {
   platform?: Platform;
   /** Where per-layer scratch directories go (default: the OS temp dir). */
   tmpDir?: string;
-  /**
-   * Formerly the argv prefix of the `dadi serve` child; the stack is now served in this process,
-   * so it is ignored (kept so existing callers still compile).
-   */
-  dadiArgv?: string[];
   onEvent?(e: ConvertEvent): void;
 }
 
