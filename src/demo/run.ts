@@ -35,8 +35,6 @@ export interface DemoOptions {
   vsize?: number;
   /** For tests: what the host lacks, instead of checking. */
   prerequisites?: Prerequisites;
-  /** argv prefix that runs the dadi CLI, for the converter's `dadi serve` (default: the converter's own guess). */
-  dadiArgv?: string[];
 }
 
 export interface DemoResult {
@@ -118,7 +116,6 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const dst = `${registry.hostPort}/demo/app:1-obd`;
       const summary = await convertImage({
         src, dst, cacheDir: join(work, 'convert-records'), tmpDir: work, vsize: opts.vsize ?? 2 ** 30,
-        ...(opts.dadiArgv ? { dadiArgv: opts.dadiArgv } : {}),
         onEvent: (e) => {
           // Throwing at a step unwinds the converter, which unmounts and stops what it started.
           // Not at 'progress': that one is called from inside a stream transform.
