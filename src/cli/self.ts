@@ -1,6 +1,6 @@
 /**
- * The command line that runs this installation's dadi CLI, for the tools that start a `dadi
- * serve` of their own (mount, convert, demo). Derived from this module's own location so it is
+ * The command line that runs this installation's dadi CLI, for `dadi mount`, which starts a
+ * `dadi serve` of its own in the background. Derived from this module's own location so it is
  * right whether dadi runs compiled (dist/, `.js`) or from its TypeScript sources through tsx,
  * and whether the caller is the CLI or a library user.
  */
