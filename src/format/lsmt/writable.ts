@@ -279,8 +279,13 @@ export class LsmtWritableLayer implements WritableLayer {
   async flush(): Promise<void> {
     const target = this.issued;
     if (this.settled < target) await new Promise<void>((resolve) => this.flushWaiters.push({ target, resolve }));
+    this.throwIfFailed();
     await this.dataFh.datasync();
     await this.indexFh.datasync();
+    this.throwIfFailed();
+  }
+
+  private throwIfFailed(): void {
     if (this.failed) throw new DiskError('EIO', `${this.name}: flush failed: the index log failed earlier (${this.failed.message})`);
   }
 

@@ -103,3 +103,15 @@ test('a write issued after close starts is refused; close still persists what ca
   t.after(() => again.close());
   assert.ok(Buffer.from((await readAll(again)).subarray(0, 4096)).equals(fill(4096, 1)));
 });
+
+test('an index append failing fails its write, every later flush and every later write', async (t) => {
+  const dir = await tempDir(t);
+  const layer = await createWritableLayer(join(dir, 'd'), join(dir, 'i'), { virtualSize: VS });
+  // Break the index log underneath the layer: its next append fails with EBADF.
+  const indexFh = (layer as unknown as { indexFh: { close(): Promise<void> } }).indexFh;
+  await indexFh.close();
+  await assert.rejects(layer.write(fill(4096, 1), 0), /index append failed/);
+  await assert.rejects(layer.flush(), /index log failed/);
+  await assert.rejects(layer.write(fill(512, 2), 0), /index log failed/);
+  await assert.rejects(layer.close(), /index log failed/);
+});
