@@ -14,16 +14,18 @@ import { MAX_EXTENT_SECTORS, SECTOR, type SegmentIndex } from './types.ts';
 export const INDEX_ALIGN_RECORDS = 256;
 /**
  * Output is staged and written in big chunks (same bytes as upstream's 32 KiB copy loop). The
- * reads of one stage are sorted by source offset and pieces adjacent in the source are read
- * together, so a layer written sequentially (in any LBA order) is gathered with a few large reads
- * instead of one per extent. Reading across gaps (READ_GAP > 0) was measured: it only pays when
- * a stage covers most of the source, so it stays off.
+ * reads of one stage are sorted by source offset and pieces close together in the source are
+ * read together, gaps included: a syscall per 4 KiB piece costs more than copying a gap of up to
+ * READ_GAP from the page cache. Measured on 50,000 random 4 KiB writes (200 MB of data): 8 MiB
+ * stages without gaps ~0.9 s, 32 MiB with 64 KiB gaps ~0.4 s (before fsync). The stage must be
+ * large for gaps to be small, so it is 32 MiB (two of them, sized down for small layers), and
+ * the next stage is gathered while the previous one is being written.
  */
-const STAGE_BYTES = 8 << 20;
+const STAGE_BYTES = 32 << 20;
 const COPY_CHUNK = 32 << 10;
-const READ_GAP = 0;
+const READ_GAP = 64 << 10;
 const MAX_RUN = 1 << 20;
-const READERS = 32;
+const READERS = 8;
 
 export interface CommitSource {
   /** Sorted, non-overlapping live extents (a level-0 snapshot or a loaded layer index). */
@@ -86,7 +88,9 @@ export async function commitLayer(src: CommitSource, out: Sink, opts: CommitOpti
 
   const idx = src.index;
   const records = new SegmentArrays(Math.max(256, idx.count));
-  const stager = new StagedCopy(src.data, out);
+  let total = 0;
+  for (let i = 0; i < idx.count; i++) if (!idx.zeroed[i]) total += idx.length[i]! * SECTOR;
+  const stager = new StagedCopy(src.data, out, total);
   let pos = HT_SPACE; // bytes of the LSMT stream so far, staged bytes included
 
   for (let i = 0; i < idx.count; i++) {
@@ -109,7 +113,7 @@ export async function commitLayer(src: CommitSource, out: Sink, opts: CommitOpti
       from += n; left -= n; pos += n; lba += n / SECTOR;
     }
   }
-  await stager.drain();
+  await stager.finish();
 
   const indexOffset = pos;
   const merged = records.trimmed();
@@ -124,7 +128,11 @@ export async function commitLayer(src: CommitSource, out: Sink, opts: CommitOpti
 
 /** Collects (source offset, length) pieces into a stage buffer and gathers them with few reads. */
 class StagedCopy {
-  private readonly stage = new Uint8Array(STAGE_BYTES);
+  /** Two stages: one is gathered while the other is being written. */
+  private readonly stages: Uint8Array[];
+  private stage: Uint8Array;
+  private flip = 0;
+  private writing: Promise<void> = Promise.resolve();
   private staged = 0;
   private pSrc: number[] = [];
   private pDst: number[] = [];
@@ -132,12 +140,16 @@ class StagedCopy {
   private readonly scratch: Uint8Array[] = [];
   private readonly file: string;
 
-  constructor(private readonly data: ByteSource, private readonly out: Sink) {
+  /** `total`: the bytes that will be copied, so a small layer does not get full-size stages. */
+  constructor(private readonly data: ByteSource, private readonly out: Sink, total: number) {
     this.file = data.name ?? 'layer data';
+    const size = Math.max(COPY_CHUNK, Math.min(STAGE_BYTES, total));
+    this.stages = [new Uint8Array(size), new Uint8Array(size)];
+    this.stage = this.stages[0]!;
   }
 
   async copy(from: number, n: number): Promise<void> {
-    if (this.staged + n > STAGE_BYTES) await this.drain();
+    if (this.staged + n > this.stage.length) await this.drain();
     const k = this.pSrc.length - 1;
     // Contiguous in both source and output: extend the previous piece.
     if (k >= 0 && this.pSrc[k]! + this.pLen[k]! === from && this.pDst[k]! + this.pLen[k]! === this.staged) {
@@ -148,7 +160,13 @@ class StagedCopy {
     this.staged += n;
   }
 
-  async drain(): Promise<void> {
+  /** Gathers and writes what is staged and waits until every write has settled. */
+  async finish(): Promise<void> {
+    await this.drain();
+    await this.writing;
+  }
+
+  private async drain(): Promise<void> {
     const count = this.pSrc.length;
     const order = new Uint32Array(count);
     for (let i = 0; i < count; i++) order[i] = i;
@@ -176,7 +194,15 @@ class StagedCopy {
       }
     };
     await Promise.all(Array.from({ length: READERS }, (_, s) => reader(s)));
-    if (this.staged > 0) await this.out.write(this.stage.subarray(0, this.staged));
+    // Writes stay in order: this stage's write starts only after the previous one settled.
+    await this.writing;
+    if (this.staged > 0) {
+      const w = this.out.write(this.stage.subarray(0, this.staged));
+      w.catch(() => {}); // reported by the next await of `writing`, not as an unhandled rejection
+      this.writing = w;
+    }
+    this.flip ^= 1;
+    this.stage = this.stages[this.flip]!;
     this.staged = 0;
     this.pSrc = []; this.pDst = []; this.pLen = [];
   }

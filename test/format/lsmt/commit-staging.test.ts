@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MemorySource } from '../../../src/io/memory.ts';
+import { MemorySink, type Sink } from '../../../src/io/sink.ts';
+import { commitLayer } from '../../../src/format/lsmt/commit.ts';
+import { HT_SPACE } from '../../../src/format/lsmt/header.ts';
+import { SECTOR, type SegmentIndex } from '../../../src/format/lsmt/types.ts';
+
+const BLOCK = 4096;
+
+/**
+ * A layer whose data file holds `blocks` 4 KiB blocks written in a shuffled LBA order: extents
+ * (mostly one block, some runs, some zeroed) sorted by LBA point all over the source, so the
+ * commit gathers them with gap-spanning reads across more than one staging buffer.
+ */
+function shuffledLayer(blocks: number, seed: number): { index: SegmentIndex; data: Uint8Array } {
+  let s = seed;
+  const rnd = (): number => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s >>> 8; };
+  const data = new Uint8Array(blocks * BLOCK);
+  for (let i = 0; i < data.length; i += 4) new DataView(data.buffer).setUint32(i, (i * 2654435761 + seed) >>> 0);
+  const perm = Array.from({ length: blocks }, (_, i) => i);
+  for (let i = blocks - 1; i > 0; i--) { const j = rnd() % (i + 1); [perm[i], perm[j]] = [perm[j]!, perm[i]!]; }
+  const offset: number[] = []; const length: number[] = []; const moffset: number[] = []; const zeroed: number[] = [];
+  let lba = 0;
+  for (let b = 0; b < blocks;) {
+    lba += (rnd() % 3) * 8; // holes between extents
+    const run = rnd() % 10 === 0 ? 1 + (rnd() % 4) : 1;
+    if (rnd() % 17 === 0) { offset.push(lba); length.push(8); moffset.push(0); zeroed.push(1); lba += 8; }
+    // A run of blocks adjacent in the source (as a multi-block write leaves them).
+    const n = Math.min(run, blocks - b);
+    const first = perm[b]!;
+    if (n > 1 && first + n <= blocks) {
+      offset.push(lba); length.push(n * 8); moffset.push(first * 8); zeroed.push(0);
+      lba += n * 8; b += n;
+    } else {
+      offset.push(lba); length.push(8); moffset.push(first * 8); zeroed.push(0);
+      lba += 8; b += 1;
+    }
+  }
+  const count = offset.length;
+  return {
+    data,
+    index: {
+      count,
+      offset: Float64Array.from(offset), length: Uint32Array.from(length), moffset: Float64Array.from(moffset),
+      zeroed: Uint8Array.from(zeroed), tag: new Uint8Array(count),
+    },
+  };
+}
+
+/** The committed data area as a simple model: live extents' bytes concatenated in LBA order. */
+function expectedData(index: SegmentIndex, data: Uint8Array): Buffer {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < index.count; i++) {
+    if (index.zeroed[i]) continue;
+    const at = index.moffset[i]! * SECTOR;
+    parts.push(data.subarray(at, at + index.length[i]! * SECTOR));
+  }
+  return Buffer.concat(parts);
+}
+
+test('a layer larger than one staging buffer, scattered over its source, commits its data in LBA order', async () => {
+  // ~80 MiB of (multi-block runs of) blocks: more than two 32 MiB stages.
+  const { index, data } = shuffledLayer(17_000, 7);
+  const sink = new MemorySink();
+  const res = await commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 36 }, sink);
+  const want = expectedData(index, data);
+  assert.ok(want.length > 64 << 20, `the layer must span several stages (${want.length} bytes)`);
+  assert.equal(res.dataBytes, want.length);
+  const got = Buffer.from(sink.bytes().subarray(HT_SPACE, HT_SPACE + res.dataBytes));
+  assert.ok(got.equals(want), 'committed data differs from the extents in LBA order');
+});
+
+test('a small layer: stages are sized to it and the data still lands in LBA order', async () => {
+  const { index, data } = shuffledLayer(300, 3);
+  const sink = new MemorySink();
+  const res = await commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 30 }, sink);
+  assert.ok(Buffer.from(sink.bytes().subarray(HT_SPACE, HT_SPACE + res.dataBytes)).equals(expectedData(index, data)));
+});
+
+/** Accepts `okWrites` appends, then fails every write, asynchronously, as a full disk would. */
+class FailingSink implements Sink {
+  position = 0;
+  readonly seekable = true;
+  constructor(private okWrites: number) {}
+  async write(data: Uint8Array): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    if (this.okWrites-- <= 0) throw new Error('sink full');
+    this.position += data.length;
+  }
+  async pwrite(): Promise<void> {}
+  async sync(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+test('a write failing while the next stage is gathered rejects the commit with that error', async () => {
+  const { index, data } = shuffledLayer(17_000, 11);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown): void => { unhandled.push(e); };
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    // Write 0 is the header, write 1 the first stage: the second stage's write fails.
+    await assert.rejects(commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 36 }, new FailingSink(2)), /sink full/);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+test('a truncated source is named with the offset where its data ends', async () => {
+  const { index, data } = shuffledLayer(2000, 5);
+  const short = data.subarray(0, data.length - BLOCK);
+  await assert.rejects(commitLayer({ index, data: new MemorySource(short, 'w.data'), virtualSize: 2 ** 36 }, new MemorySink()),
+    (e: Error) => e.name === 'FormatError' && /w\.data/.test(e.message) && /truncated/.test(e.message));
+});
