@@ -55,6 +55,13 @@ export class ApplyThread {
       worker.on('message', onMessage).on('error', onError).on('exit', onExit);
     });
     this.ready.catch(() => {}); // surfaces at the next apply()
+    // A thread that fails while idle (between layers) is forgotten, so the next apply() starts a
+    // fresh one instead of posting to a dead thread; listening also keeps its error from being
+    // an uncaught exception of the whole conversion.
+    const forget = (): void => {
+      if (this.worker === worker) { this.worker = undefined; this.ready = undefined; }
+    };
+    worker.on('error', forget).on('exit', forget);
     worker.unref();
   }
 

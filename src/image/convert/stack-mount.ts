@@ -47,12 +47,18 @@ export async function withMountedStack<T>(opts: StackMountOptions, fn: (mountPoi
   let mounted = false;
   const teardown = async (): Promise<string[]> => {
     const errors: string[] = [];
+    let lazy = false;
     if (mounted) {
-      try { await unmountFs(opts.mountPoint, true); } catch (err) { errors.push((err as Error).message); }
+      try {
+        // Busy at the end means something still holds the mount: the file system lives on with
+        // dirty pages after a lazy unmount, so the layer would be committed without them.
+        lazy = (await unmountFs(opts.mountPoint, true)) === 'lazy';
+        if (lazy) errors.push(`${opts.mountPoint} was busy and only lazily unmounted: its last writes may not be in the layer`);
+      } catch (err) { errors.push((err as Error).message); }
       mounted = false;
     }
     if (attach) {
-      try { await detachExport(attach); } catch (err) { errors.push((err as Error).message); }
+      try { await detachExport(attach, lazy); } catch (err) { errors.push((err as Error).message); }
       attach = undefined;
     }
     if (server) {
