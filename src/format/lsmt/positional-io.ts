@@ -30,8 +30,7 @@ function pwritevOnce(fd: number, bufs: Uint8Array[], pos: number): Promise<numbe
 export async function writevAll(fd: number, bufs: Uint8Array[], pos: number): Promise<void> {
   if (bufs.length === 1) {
     const b = bufs[0]!;
-    let done = 0;
-    while (done < b.length) done += await pwriteOnce(fd, b, done, b.length - done, pos + done);
+    await pwriteAll(fd, b, pos);
     return;
   }
   let rest = bufs;
@@ -47,8 +46,17 @@ export async function writevAll(fd: number, bufs: Uint8Array[], pos: number): Pr
   }
 }
 
-export async function writeAll(fh: FileHandle, data: Uint8Array, pos: number): Promise<void> {
+/** The whole buffer at `pos`; a write that makes no progress fails instead of looping forever. */
+async function pwriteAll(fd: number, data: Uint8Array, pos: number): Promise<void> {
   let done = 0;
-  while (done < data.length) done += await pwriteOnce(fh.fd, data, done, data.length - done, pos + done);
+  while (done < data.length) {
+    const n = await pwriteOnce(fd, data, done, data.length - done, pos + done);
+    if (n === 0) throw new Error(`write at ${pos + done} wrote nothing`);
+    done += n;
+  }
+}
+
+export function writeAll(fh: FileHandle, data: Uint8Array, pos: number): Promise<void> {
+  return pwriteAll(fh.fd, data, pos);
 }
 

@@ -202,7 +202,9 @@ export class LsmtWritableLayer implements WritableLayer {
         try {
           await writevAll(this.dataFh.fd, bufs, first);
         } catch (e) {
-          error = new DiskError('EIO', `${this.name}: data write failed: ${(e as Error).message}`, { cause: e });
+          // A full host disk is ENOSPC to the client (NBD has the code), not a media error.
+          const code = (e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'ENOSPC' : 'EIO';
+          error = new DiskError(code, `${this.name}: data write failed: ${(e as Error).message}`, { cause: e });
         }
       }
       this.indexQueue.push({ records: error ? EMPTY : this.recordBatch(ops), ops, error });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { appendFile, readFile, truncate } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { appendFile, mkdtemp, readFile, rm, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
@@ -12,7 +14,7 @@ import { openReadOnlyLayer } from '../../../src/format/lsmt/readonly.ts';
 import { decodeRecords, encodeRecord, SegmentArrays } from '../../../src/format/lsmt/records.ts';
 import { lookupIndex } from '../../../src/format/lsmt/read.ts';
 import { createWritableLayer, openWritableLayer, type LsmtWritableLayer } from '../../../src/format/lsmt/writable.ts';
-import { tempDir } from '../../helpers/env.ts';
+import { requireSystem, tempDir } from '../../helpers/env.ts';
 
 const VS = 256 * 1024;
 
@@ -181,4 +183,29 @@ test('a truncated data file (lost unflushed data) drops the records that point p
   t.after(() => re.close());
   const got = await readAll(re);
   assert.ok(Buffer.from(got.subarray(0, 4096)).equals(fill(4096, 1)));
+});
+
+test('a full host file system fails writes with ENOSPC (not EIO); earlier acknowledged writes still read back', async (t) => {
+  if (!requireSystem(t, { root: true, commands: ['mount', 'umount'] })) return;
+  const dir = await mkdtemp(join(tmpdir(), 'dadi-rw-enospc-'));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+  assert.equal(mounted.status, 0, mounted.stderr?.toString());
+  t.after(async () => {
+    spawnSync('umount', [dir]);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const layer = await createWritableLayer(join(dir, 'data'), join(dir, 'index'), { virtualSize: 64 << 20 });
+  const block = Buffer.alloc(256 << 10, 0x5a);
+  await layer.write(block, 0);
+  let failure: unknown;
+  for (let i = 1; i < 8 && !failure; i++) {
+    try { await layer.write(block, i * block.length); } catch (err) { failure = err; }
+  }
+  assert.ok(failure instanceof DiskError, `expected a DiskError, got ${String(failure)}`);
+  assert.equal(failure.code, 'ENOSPC');
+  assert.match(failure.message, /data write failed/);
+  const back = Buffer.alloc(block.length);
+  await readLayerBytes((s, n, v) => layer.lookup(s, n, v), layer.data, back, 0);
+  assert.ok(back.equals(block), 'the first write reads back');
+  await layer.close().catch(() => {});
 });
