@@ -2,7 +2,7 @@
 // Runs the compiled CLI when it is built and current (npm ci runs `prepare`), else the TypeScript
 // sources through tsx, so a checkout works before and without a build, and an edit to src/ is
 // never shadowed by an older dist/.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
@@ -14,7 +14,7 @@ function newestMtime(dir) {
   let newest = 0;
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
-    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p) : lstatSync(p).mtimeMs);
   }
   return newest;
 }
