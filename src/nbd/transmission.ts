@@ -105,18 +105,22 @@ export class Transmission {
     this.maybeEnd();
   }
 
+  /** Forgets a write whose payload will never arrive (closed socket or protocol error). */
+  private dropAwaitingPayload(): void {
+    const job = this.awaitingPayload;
+    if (!job) return;
+    this.awaitingPayload = null;
+    this.inFlight--;
+    this.inFlightBytes -= job.cost;
+    this.recycle(job);
+  }
+
   /** The socket is gone: in-flight work still completes, replies are dropped, buffers released. */
   onSocketClosed(): void {
     this.state = 'closed';
     this.queue.clear();
     this.written.length = 0;
-    if (this.awaitingPayload) {
-      const job = this.awaitingPayload;
-      this.awaitingPayload = null;
-      this.inFlight--;
-      this.inFlightBytes -= job.cost;
-      this.recycle(job);
-    }
+    this.dropAwaitingPayload();
     this.maybeFinish();
   }
 
@@ -349,13 +353,7 @@ export class Transmission {
     // Keep reading (and dropping) so a client blocked on writing can see our close.
     this.paused = false;
     this.socket.resume();
-    if (this.awaitingPayload) {
-      const job = this.awaitingPayload;
-      this.awaitingPayload = null;
-      this.inFlight--;
-      this.inFlightBytes -= job.cost;
-      this.recycle(job);
-    }
+    this.dropAwaitingPayload();
   }
 
   private protocolError(why: string): void {
