@@ -35,8 +35,9 @@ function ensureImages(): void {
   assert.equal(r.status, 0, `${script} failed: ${r.stderr.slice(-3000)}`);
 }
 
+// Generous timeouts: on a fresh machine the first test also builds the images (debootstrap).
 for (const tag of ['tiny', 'app']) {
-  test(`bench/${tag} from Debian packages: the converted image mounts as exactly GNU tar's extraction`, { timeout: 240_000 }, async (t) => {
+  test(`bench/${tag} from Debian packages: the converted image mounts as exactly GNU tar's extraction`, { timeout: 600_000 }, async (t) => {
     if (!requireSystem(t, needs)) return;
     ensureImages();
     const s = await convertScratch(t);
