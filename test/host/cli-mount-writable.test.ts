@@ -3,7 +3,7 @@
  * writable layer, survive umount, commit to a new layer and read back on the stack; a killed
  * server is still cleaned up.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { appendFile, chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
@@ -13,13 +13,18 @@ import { requireSystem } from '../helpers/env.ts';
 import { cliNeeds, dadi, L1, L2, manifestTree, mountJson, snapshot } from './cli-support.ts';
 import { assertNothingLeft, hostScratch } from './support.ts';
 
-test('writable round trip: changes through the mount, committed to a new layer, read back on the stack', async (t) => {
-  if (!requireSystem(t, cliNeeds)) return;
+/** A state dir plus an empty mount point and writable-layer dir. */
+async function writableScratch(t: TestContext): Promise<{ stateDir: string; dir: string; mnt: string; upper: string }> {
   const { stateDir, dir } = await hostScratch(t);
   const mnt = join(dir, 'mnt');
   const upper = join(dir, 'upper');
-  await mkdir(mnt);
-  await mkdir(upper);
+  await Promise.all([mkdir(mnt), mkdir(upper)]);
+  return { stateDir, dir, mnt, upper };
+}
+
+test('writable round trip: changes through the mount, committed to a new layer, read back on the stack', async (t) => {
+  if (!requireSystem(t, cliNeeds)) return;
+  const { stateDir, dir, mnt, upper } = await writableScratch(t);
   const rec = await mountJson(stateDir, ['--writable', upper, L1, L2, mnt]);
   assert.equal(rec.readOnly, false);
 
@@ -59,11 +64,7 @@ test('writable round trip: changes through the mount, committed to a new layer, 
 
 test('after kill -9 of the server, dadi umount still cleans up', async (t) => {
   if (!requireSystem(t, cliNeeds)) return;
-  const { stateDir, dir } = await hostScratch(t);
-  const mnt = join(dir, 'mnt');
-  const upper = join(dir, 'upper');
-  await mkdir(mnt);
-  await mkdir(upper);
+  const { stateDir, mnt, upper } = await writableScratch(t);
   const rec = await mountJson(stateDir, ['--writable', upper, L1, L2, mnt]);
   await writeFile(join(mnt, 'scratch.txt'), 'in flight\n');
   process.kill(rec.server.identity!.pid, 'SIGKILL');

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { getAttribute } from 'fs-xattr';
 import { compress as zstdCompress } from 'zstd-napi';
@@ -63,13 +63,18 @@ function everyTypeEntries(): PackEntry[] {
   ];
 }
 
-test('every entry type, mode, owner, time and xattr; same tree as GNU tar', async (t) => {
-  if (!requireSystem(t, SYSTEM)) return;
+/** A scratch dir with empty `ours` (our applier's root) and `ref` (GNU tar's) beside each other. */
+async function applyScratch(t: TestContext): Promise<{ scratch: string; ours: string; ref: string }> {
   const scratch = await tempDir(t);
   const ours = join(scratch, 'ours');
   const ref = join(scratch, 'ref');
-  await mkdir(ours);
-  await mkdir(ref);
+  await Promise.all([mkdir(ours), mkdir(ref)]);
+  return { scratch, ours, ref };
+}
+
+test('every entry type, mode, owner, time and xattr; same tree as GNU tar', async (t) => {
+  if (!requireSystem(t, SYSTEM)) return;
+  const { scratch, ours, ref } = await applyScratch(t);
   const layer = await packTar(everyTypeEntries());
   const stats = await applyLayer(streamOf(layer), ours);
   referenceApply(ref, [layer], scratch);
@@ -151,11 +156,7 @@ function handBuiltLayer(): Buffer {
 
 test('binary PAX xattrs (security.capability), PAX uid/gid/mtime, GNU ././@LongLink names; same tree as GNU tar', async (t) => {
   if (!requireSystem(t, SYSTEM)) return;
-  const scratch = await tempDir(t);
-  const ours = join(scratch, 'ours');
-  const ref = join(scratch, 'ref');
-  await mkdir(ours);
-  await mkdir(ref);
+  const { scratch, ours, ref } = await applyScratch(t);
   const layer = handBuiltLayer();
   await applyLayer(streamOf(layer), ours);
   referenceApply(ref, [layer], scratch);
