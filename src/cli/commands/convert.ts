@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import type { ConvertEvent } from '../../image/convert/index.ts';
+import { formatSize } from '../../util/size.ts';
 
 interface LayerBars { update(e: ConvertEvent): void; stop(): void }
 
@@ -12,7 +13,8 @@ interface LayerBars { update(e: ConvertEvent): void; stop(): void }
 async function layerBars(): Promise<LayerBars> {
   const { MultiBar, Presets } = await import('cli-progress');
   const multi = new MultiBar({
-    stream: process.stderr, hideCursor: true, clearOnComplete: false, autopadding: true,
+    // Sized to fit an 80-column terminal: cli-progress cuts longer lines at the terminal's width.
+    stream: process.stderr, hideCursor: true, clearOnComplete: false, autopadding: true, barsize: 24,
     format: ' layer {layer} |{bar}| {percentage}% | {step} {info}',
   }, Presets.shades_classic);
   const bars = new Map<number, ReturnType<InstanceType<typeof MultiBar>['create']>>();
@@ -30,7 +32,7 @@ async function layerBars(): Promise<LayerBars> {
       if (e.step === 'resolve' || e.step === 'manifest') return;
       if (e.step === 'progress') { bar(e.layer, e.size).update(e.bytes); return; }
       if (e.step === 'layer-done') {
-        bar(e.layer, e.size).update(Math.max(1, e.size), { step: e.how, info: `${e.blobDigest.slice(7, 19)} ${e.blobSize} B in ${e.seconds.toFixed(1)} s` });
+        bar(e.layer, e.size).update(Math.max(1, e.size), { step: e.how, info: `${e.blobDigest.slice(7, 19)} ${formatSize(e.blobSize)} ${e.seconds.toFixed(1)} s` });
         return;
       }
       bar(e.layer, e.size).update({ step: e.step });

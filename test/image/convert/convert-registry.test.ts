@@ -57,12 +57,13 @@ test('registry to registry: a converted base is reused (HEAD + fetched lower), o
   // Asynchronously: the embedded registry answers skopeo from this very process.
   await promisify(execFile)('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${app}:v1`, `docker://${reg.hostPort}/src/app:v1`]);
 
-  // On a terminal (script(1) gives it a pty): a progress bar per layer, then the summary.
+  // On an 80-column terminal (script(1) gives it a pty): a progress bar per layer that fits the
+  // width (cli-progress cuts longer lines), then the summary.
   const [node, args] = dadiArgv(['convert', `oci:${baseOnly}:v1`, `${reg.hostPort}/x/app:base`, '--progress', '--cache-dir', s.cacheDir]);
-  const tty = await promisify(execFile)('script', ['-qefc', [node, ...args].map(shellQuote).join(' '), '/dev/null'],
-    { env: { ...process.env, TMPDIR: s.tmp, COLUMNS: '160' }, cwd: repoRoot });
+  const tty = await promisify(execFile)('script', ['-qefc', `stty cols 80 rows 24; ${[node, ...args].map(shellQuote).join(' ')}`, '/dev/null'],
+    { env: { ...process.env, TMPDIR: s.tmp }, cwd: repoRoot });
   const screen = tty.stdout.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
-  assert.match(screen, /layer 0 \|[█░]+\| 100% \| converted [0-9a-f]{12}/);
+  assert.match(screen, /layer 0 \|[█░]+\| 100% \| converted [0-9a-f]{12} [\d.]+[KMG]?i?B [\d.]+ s/);
   // The percentage is right-aligned ("  0%"): the apply frame may be drawn before any progress.
   assert.match(screen, /layer 0 \|[█░]+\| *\d+% \| apply/, 'the bar follows the steps');
   assert.match(screen, new RegExp(`converted oci:${baseOnly}:v1 -> ${reg.hostPort}/x/app:base \\(sha256:[0-9a-f]{64}\\)`));
