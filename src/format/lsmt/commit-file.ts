@@ -19,17 +19,52 @@ export interface CommitFileOptions extends CommitOptions {
   workers?: number;
 }
 
-/** A FileSink that fsyncs when closed: the wrappers write their last bytes inside close(). */
+/**
+ * Bytes written between background syncs. The final fsync of a whole commit costs about as much
+ * as the commit itself (200 MB: ~0.3 s on a virtio disk), so the disk is put to work while later
+ * bytes are still being produced and close() only waits for the tail.
+ */
+const EARLY_SYNC_BYTES = 16 << 20;
+
+/**
+ * A FileSink that fsyncs when closed (the wrappers write their last bytes inside close()), and
+ * starts an fsync in the background every EARLY_SYNC_BYTES so writeback overlaps the commit.
+ */
 class DurableFileSink implements Sink {
   readonly seekable = true;
+  private unsynced = 0;
+  private syncing: Promise<void> | null = null;
+  private syncError: unknown = null;
   constructor(private readonly inner: FileSink) {}
   get position(): number { return this.inner.position; }
-  write(data: Uint8Array): Promise<void> { return this.inner.write(data); }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this.syncError) throw this.syncError;
+    await this.inner.write(data);
+    this.unsynced += data.length;
+    if (this.unsynced >= EARLY_SYNC_BYTES && !this.syncing) {
+      this.unsynced = 0;
+      this.syncing = this.inner.sync().then(
+        () => { this.syncing = null; },
+        (e: unknown) => { this.syncError = e; this.syncing = null; },
+      );
+    }
+  }
+
   pwrite(data: Uint8Array, offset: number): Promise<void> { return this.inner.pwrite(data, offset); }
-  sync(): Promise<void> { return this.inner.sync(); }
-  async close(): Promise<void> {
+
+  async sync(): Promise<void> {
+    await this.syncing;
+    if (this.syncError) throw this.syncError;
     await this.inner.sync();
-    await this.inner.close();
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.sync();
+    } finally {
+      await this.inner.close();
+    }
   }
 }
 

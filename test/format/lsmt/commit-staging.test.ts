@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemorySource } from '../../../src/io/memory.ts';
 import { MemorySink, type Sink } from '../../../src/io/sink.ts';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { commitLayer } from '../../../src/format/lsmt/commit.ts';
+import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
+import { tempDir } from '../../helpers/env.ts';
 import { HT_SPACE } from '../../../src/format/lsmt/header.ts';
 import { SECTOR, type SegmentIndex } from '../../../src/format/lsmt/types.ts';
 
@@ -113,4 +117,17 @@ test('a truncated source is named with the offset where its data ends', async ()
   const short = data.subarray(0, data.length - BLOCK);
   await assert.rejects(commitLayer({ index, data: new MemorySource(short, 'w.data'), virtualSize: 2 ** 36 }, new MemorySink()),
     (e: Error) => e.name === 'FormatError' && /w\.data/.test(e.message) && /truncated/.test(e.message));
+});
+
+test('a commit to a file, synced in the background as it grows, holds the same bytes as one to memory', async (t) => {
+  // ~40 MiB: the file sink starts background fsyncs every 16 MiB while later stages are written.
+  const { index, data } = shuffledLayer(9_000, 13);
+  const src = { index, data: new MemorySource(data), virtualSize: 2 ** 36 };
+  const mem = new MemorySink();
+  const want = await commitLayer(src, mem, { message: 'same bytes' });
+  const out = join(await tempDir(t), 'c.lsmt');
+  const got = await commitToFile(src, out, { message: 'same bytes' });
+  assert.deepEqual(got, want);
+  assert.ok(want.dataBytes > 32 << 20);
+  assert.ok((await readFile(out)).equals(Buffer.from(mem.bytes())), 'the file differs from the commit to memory');
 });
