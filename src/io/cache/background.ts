@@ -1,6 +1,6 @@
 /**
- * Background download of one cached blob (overlaybd's bk_download): fill every missing unit in
- * order, in `chunk`-sized upstream reads, throttled by a token bucket, yielding to demand reads,
+ * Background download of one cached blob (overlaybd's bk_download): fill every missing page in
+ * order, in upstream reads of up to `chunk` bytes, throttled by a token bucket, yielding to demand reads,
  * then verify sha256 of the whole local file and mark the blob complete.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,44 +58,46 @@ export class BackgroundDownload {
     const src = this.src;
     const map = src.map;
     const signal = this.abort.signal;
-    const unitsPerChunk = Math.max(1, Math.round((this.opts.chunk ?? map.unit) / map.unit));
+    const pagesPerChunk = Math.max(1, Math.round((this.opts.chunk ?? map.unit) / map.unit)) * map.pagesPerUnit;
     const tries = Math.max(1, this.opts.tries ?? 5);
     const rate = this.opts.maxBytesPerSec ?? 0;
-    const bucket = rate > 0 ? new TokenBucket(rate, unitsPerChunk * map.unit) : undefined;
+    const bucket = rate > 0 ? new TokenBucket(rate, pagesPerChunk * map.page) : undefined;
     let bytesFetched = 0;
     const result = (ok: boolean, error?: Error): BackgroundResult => ({
       digest: src.digest, ok, stopped: signal.aborted, bytesFetched, seconds: (performance.now() - started) / 1000,
       ...(error ? { error } : {}),
     });
     try {
-      let u = 0;
+      let p = 0;
       let failures = 0;
-      while (u < map.units && !map.complete) {
+      const missingRun = (): number => {
+        let count = 1;
+        while (count < pagesPerChunk && p + count < map.pages && !map.hasPage(p + count) && !src.inflightFor(p + count)) count++;
+        return count;
+      };
+      while (p < map.pages && !map.complete) {
         if (signal.aborted) return result(false);
-        if (map.has(u)) { u++; continue; }
-        const pending = src.inflightFor(u);
+        if (map.hasPage(p)) { p++; continue; }
+        const pending = src.inflightFor(p);
         if (pending) {
           await pending.catch(() => {});
           continue;
         }
-        let count = 1;
-        while (count < unitsPerChunk && u + count < map.units && !map.has(u + count) && !src.inflightFor(u + count)) count++;
-        const len = Math.min(count * map.unit, src.size - u * map.unit);
+        const len = Math.min(missingRun() * map.page, src.size - p * map.page);
         await bucket?.take(len, signal);
         await src.waitDemandIdle();
         if (signal.aborted) return result(false);
-        // Demand reads may have filled or claimed units while this waited.
-        if (map.has(u) || src.inflightFor(u)) continue;
-        count = 1;
-        while (count < unitsPerChunk && u + count < map.units && !map.has(u + count) && !src.inflightFor(u + count)) count++;
+        // Demand reads may have filled or claimed pages while this waited.
+        if (map.hasPage(p) || src.inflightFor(p)) continue;
+        const count = missingRun();
         try {
-          const f = await src.fetchRun(u, count, 'background');
+          const f = await src.fetchRun(p, count, 'background');
           bytesFetched += f.bytes.length;
           failures = 0;
-          u += count;
+          p += count;
         } catch (err) {
           if (++failures >= tries) throw err;
-          log.warn({ digest: src.digest, unit: u, attempt: failures, err: errorMessage(err) }, 'background download retry');
+          log.warn({ digest: src.digest, offset: p * map.page, attempt: failures, err: errorMessage(err) }, 'background download retry');
           await sleep(Math.min(2000, 50 * 2 ** failures), undefined, { signal });
         }
       }

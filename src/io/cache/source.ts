@@ -1,8 +1,11 @@
 /**
  * One cached blob as a ByteSource: a sparse local data file (offsets = blob offsets) plus a
- * presence bitmap per refill unit. Hits are one pread; misses fetch whole refill units from the
- * upstream ByteSource, sharing in-flight fetches per unit and coalescing adjacent missing units.
- * Sequential streams get a bounded asynchronous read-ahead.
+ * presence bitmap per page (a fraction of the refill unit). Hits are one pread; a miss fetches
+ * the missing pages of one refill unit's window from the upstream ByteSource: the unit holding
+ * the read, or, for a small read straddling two units, one unit-sized window across the
+ * boundary, so no small read costs more than one refill unit. In-flight fetches are shared per
+ * page and adjacent missing pages are coalesced. Sequential streams get a bounded asynchronous
+ * read-ahead.
  *
  * What a read returns: for units fetched by that read (or by a fetch it joined) exactly the
  * bytes upstream returned, copied from the fetch buffer; for present units, the local file. The
@@ -79,8 +82,9 @@ export class CachedSource implements ByteSource {
   private flushChain: Promise<void> = Promise.resolve();
   private background: BackgroundDownload | undefined;
   private readonly unit: number;
+  private readonly page: number;
   private readonly readAheadBytes: number;
-  private readonly maxCoalesceUnits: number;
+  private readonly maxCoalescePages: number;
 
   constructor(
     readonly digest: string,
@@ -94,8 +98,9 @@ export class CachedSource implements ByteSource {
   ) {
     this.name = `cache:${digest}`;
     this.unit = map.unit;
+    this.page = map.page;
     this.readAheadBytes = opts.readAheadBytes ?? 4 * map.unit;
-    this.maxCoalesceUnits = Math.max(1, Math.floor((opts.maxCoalesceBytes ?? 4 << 20) / map.unit));
+    this.maxCoalescePages = Math.max(1, Math.floor((opts.maxCoalesceBytes ?? 4 << 20) / map.unit)) * map.pagesPerUnit;
   }
 
   get complete(): boolean {
@@ -116,9 +121,7 @@ export class CachedSource implements ByteSource {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new DiskError('EINVAL', `${this.digest}: bad read offset ${offset}`);
     const len = Math.min(dst.length, this.size - offset);
     if (len <= 0) return 0;
-    const first = Math.floor(offset / this.unit);
-    const last = Math.floor((offset + len - 1) / this.unit);
-    if (this.map.allPresent(first, last)) {
+    if (this.map.rangePresent(offset, offset + len)) {
       const epoch = this.epoch;
       if (!this.map.complete && this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
       await this.pread(dst, 0, len, offset);
@@ -127,13 +130,31 @@ export class CachedSource implements ByteSource {
       this.stats.bytesFromCache += len;
       return len;
     }
-    return this.readMiss(dst, offset, len, first, last);
+    return this.readMiss(dst, offset, len);
   }
 
-  private async readMiss(dst: Uint8Array, offset: number, len: number, first: number, last: number): Promise<number> {
+  /**
+   * The byte window a demand miss fetches (its missing pages): the refill units holding the read,
+   * except that a read of at most one unit straddling two units gets one unit-sized window across
+   * the boundary, from the read's first page (stretched to its last page when the read is not
+   * page-aligned and that is longer).
+   */
+  private demandWindow(offset: number, end: number): [number, number] {
+    const unit = this.unit;
+    const gridStart = Math.floor(offset / unit) * unit;
+    const gridEnd = Math.min(this.size, Math.ceil(end / unit) * unit);
+    if (gridEnd - gridStart <= unit || end - offset > unit) return [gridStart, gridEnd];
+    const start = Math.floor(offset / this.page) * this.page;
+    return [start, Math.min(this.size, Math.max(start + unit, Math.ceil(end / this.page) * this.page))];
+  }
+
+  private async readMiss(dst: Uint8Array, offset: number, len: number): Promise<number> {
     const started = performance.now();
     const epoch = this.epoch;
-    const waits = this.planFetches(first, last, 'demand');
+    const end = offset + len;
+    const [windowStart, windowEnd] = this.demandWindow(offset, end);
+    const first = windowStart / this.page;
+    const waits = this.planFetches(first, Math.ceil(windowEnd / this.page) - 1, 'demand');
     if (this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
     this.demandWaiting++;
     let fetched: Array<Fetched | undefined>;
@@ -142,25 +163,25 @@ export class CachedSource implements ByteSource {
     } finally {
       if (--this.demandWaiting === 0) for (const wake of this.demandIdle.splice(0)) wake();
     }
-    const end = offset + len;
+    const last = Math.floor((end - 1) / this.page);
     let pos = offset;
     let fromFile = 0;
-    let u = first;
+    let p = Math.floor(offset / this.page);
     while (pos < end) {
-      const f = fetched[u - first];
+      const f = fetched[p - first];
       let segEnd: number;
       if (f) {
         segEnd = Math.min(end, f.offset + f.bytes.length);
         dst.set(f.bytes.subarray(pos - f.offset, segEnd - f.offset), pos - offset);
       } else {
-        let v = u;
-        while (v < last && !fetched[v + 1 - first]) v++;
-        segEnd = Math.min(end, (v + 1) * this.unit);
+        let q = p;
+        while (q < last && !fetched[q + 1 - first]) q++;
+        segEnd = Math.min(end, (q + 1) * this.page);
         await this.pread(dst, pos - offset, segEnd - pos, pos);
         fromFile += segEnd - pos;
       }
       pos = segEnd;
-      u = Math.floor(pos / this.unit);
+      p = Math.floor(pos / this.page);
     }
     if (fromFile > 0 && epoch !== this.epoch) return this.readOnce(dst, offset);
     const seconds = (performance.now() - started) / 1000;
@@ -172,29 +193,29 @@ export class CachedSource implements ByteSource {
   }
 
   /**
-   * For units first..last: undefined where present, else the fetch that will bring the unit
-   * (joining one in flight, or starting one per run of adjacent missing units).
+   * For pages first..last: undefined where present, else the fetch that will bring the page
+   * (joining one in flight, or starting one per run of adjacent missing pages).
    */
   private planFetches(first: number, last: number, kind: FetchKind): Array<Promise<Fetched> | undefined> {
     const waits: Array<Promise<Fetched> | undefined> = new Array(last - first + 1);
-    let u = first;
-    while (u <= last) {
-      if (this.map.has(u)) { u++; continue; }
-      const pending = this.inflight.get(u);
-      if (pending) { waits[u - first] = pending; u++; continue; }
+    let p = first;
+    while (p <= last) {
+      if (this.map.hasPage(p)) { p++; continue; }
+      const pending = this.inflight.get(p);
+      if (pending) { waits[p - first] = pending; p++; continue; }
       let count = 1;
-      while (u + count <= last && count < this.maxCoalesceUnits && !this.map.has(u + count) && !this.inflight.has(u + count)) count++;
-      const p = this.fetchRun(u, count, kind);
-      for (let i = 0; i < count; i++) waits[u - first + i] = p;
-      u += count;
+      while (p + count <= last && count < this.maxCoalescePages && !this.map.hasPage(p + count) && !this.inflight.has(p + count)) count++;
+      const fetch = this.fetchRun(p, count, kind);
+      for (let i = 0; i < count; i++) waits[p - first + i] = fetch;
+      p += count;
     }
     return waits;
   }
 
-  /** Fetches units start..start+count-1 in one upstream read, stores them, marks them present. */
+  /** Fetches pages start..start+count-1 in one upstream read, stores them, marks them present. */
   fetchRun(start: number, count: number, kind: FetchKind): Promise<Fetched> {
-    const offset = start * this.unit;
-    const len = Math.min(count * this.unit, this.size - offset);
+    const offset = start * this.page;
+    const len = Math.min(count * this.page, this.size - offset);
     const p = this.fetchAndStore(offset, len, start, count, kind);
     for (let i = 0; i < count; i++) this.inflight.set(start + i, p);
     const settled = p.then(noop, noop).then(() => {
@@ -205,8 +226,8 @@ export class CachedSource implements ByteSource {
     return p;
   }
 
-  inflightFor(unit: number): Promise<unknown> | undefined {
-    return this.inflight.get(unit);
+  inflightFor(page: number): Promise<unknown> | undefined {
+    return this.inflight.get(page);
   }
 
   private async fetchAndStore(offset: number, len: number, start: number, count: number, kind: FetchKind): Promise<Fetched> {
@@ -234,7 +255,7 @@ export class CachedSource implements ByteSource {
     return new DiskError('EIO', `blob ${this.digest}: ${problem}`, { cause });
   }
 
-  /** Writes fetched units to the data file; only then marks them present. Local faults only log. */
+  /** Writes fetched pages to the data file; only then marks them present. Local faults only log. */
   private async store(bytes: Buffer, offset: number, start: number, count: number, epoch: number): Promise<void> {
     if (this.closed) return;
     try {
@@ -249,8 +270,7 @@ export class CachedSource implements ByteSource {
       return;
     }
     if (epoch !== this.epoch || this.closed) return;
-    let added = 0;
-    for (let i = 0; i < count; i++) added += this.map.set(start + i);
+    const added = this.map.setPages(start, count);
     if (added > 0) {
       this.hooks.inserted(this, added);
       this.scheduleFlush();
@@ -286,7 +306,8 @@ export class CachedSource implements ByteSource {
     const first = Math.floor(from / this.unit);
     const last = Math.min(this.map.units - 1, Math.floor((from + this.readAheadBytes - 1) / this.unit));
     if (this.map.allPresent(first, last)) return;
-    for (const p of new Set(this.planFetches(first, last, 'readahead'))) {
+    const lastPage = Math.min(this.map.pages, (last + 1) * this.map.pagesPerUnit) - 1;
+    for (const p of new Set(this.planFetches(first * this.map.pagesPerUnit, lastPage, 'readahead'))) {
       if (!p) continue;
       this.readAheadInFlight++;
       p.then(noop, (err) => log.debug({ digest: this.digest, err: errorMessage(err) }, 'read-ahead failed'))
@@ -344,7 +365,7 @@ export class CachedSource implements ByteSource {
     throw new DiskError('EIO', problem);
   }
 
-  /** Forgets every cached unit and frees the file's blocks; reads then go to upstream again. */
+  /** Forgets every cached page and frees the file's blocks; reads then go to upstream again. */
   async discard(): Promise<void> {
     this.epoch++;
     const removed = this.map.presentBytes;
@@ -356,7 +377,7 @@ export class CachedSource implements ByteSource {
   }
 
   /**
-   * Fills every missing unit in order, throttled to `maxBytesPerSec`, pausing while demand reads
+   * Fills every missing page in order, throttled to `maxBytesPerSec`, pausing while demand reads
    * wait on upstream, then verifies sha256 and marks the blob complete. One download per blob.
    */
   startBackgroundDownload(opts: BackgroundDownloadOptions = {}): BackgroundDownload {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { PresenceMap } from '../../../src/io/cache/presence.ts';
+import { pageSizeFor, PresenceMap } from '../../../src/io/cache/presence.ts';
 import { LatencyHistogram } from '../../../src/io/cache/stats.ts';
 import { TokenBucket } from '../../../src/io/cache/token-bucket.ts';
 
@@ -24,8 +24,9 @@ test('presence map: encode/decode round trip keeps exactly the set units and the
   }));
 });
 
-test('presence map: a map for another size or unit, or a truncated one, is not trusted', () => {
-  const map = new PresenceMap(10_000, 4096);
+test('presence map: a map for another size, unit or page, or a truncated one, is not trusted', () => {
+  const map = new PresenceMap(10_000, 4096); // 512-byte pages: 20 of them, the last one short
+  assert.equal(map.page, 512);
   map.set(1);
   const bytes = map.encode();
   assert.equal(PresenceMap.decode(bytes, 10_001, 4096), undefined);
@@ -34,13 +35,68 @@ test('presence map: a map for another size or unit, or a truncated one, is not t
   const junk = Buffer.from(bytes);
   junk.write('XXXX', 0);
   assert.equal(PresenceMap.decode(junk, 10_000, 4096), undefined);
-  // Stray bits past the last unit are ignored rather than counted.
+  const otherPage = Buffer.from(bytes);
+  otherPage.writeUInt32LE(1024, 28);
+  assert.equal(PresenceMap.decode(otherPage, 10_000, 4096), undefined);
+  // Stray bits past the last page are ignored rather than counted.
   const stray = Buffer.from(bytes);
-  stray[stray.length - 1]! |= 0xf8; // 3 units: bits 3..7 describe nothing
+  stray[stray.length - 1]! |= 0xf0; // pages 16..19 live in bits 0..3 of the last byte
   const decoded = PresenceMap.decode(stray, 10_000, 4096)!;
   assert.equal(decoded.presentBytes, 4096);
   assert.equal(decoded.allPresent(1, 1), true);
   assert.equal(decoded.allPresent(0, 2), false);
+});
+
+test('presence map: pages split the unit in up to 64 parts of at least 512 bytes', () => {
+  assert.equal(pageSizeFor(256 << 10), 4096);
+  assert.equal(pageSizeFor(1 << 20), 16384);
+  assert.equal(pageSizeFor(16 << 10), 512);
+  assert.equal(pageSizeFor(512), 512);
+  assert.equal(pageSizeFor(3 * 512), 512);
+  assert.equal(pageSizeFor(1000), 1000, 'a unit that is not a multiple of 512 is one page');
+});
+
+test('presence map: pages and byte ranges agree with a per-byte model', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 50_000 }), fc.integer({ min: 9, max: 13 }),
+    fc.array(fc.record({ page: fc.nat(), count: fc.integer({ min: 1, max: 70 }) }), { maxLength: 12 }),
+    fc.array(fc.record({ offset: fc.nat(), length: fc.integer({ min: 1, max: 9000 }) }), { maxLength: 12 }),
+    (size, log2unit, sets, probes) => {
+      const map = new PresenceMap(size, 2 ** log2unit);
+      const model = new Uint8Array(size);
+      for (const { page, count } of sets) {
+        const first = page % map.pages;
+        const n = Math.min(count, map.pages - first);
+        map.setPages(first, n);
+        model.fill(1, first * map.page, Math.min(size, (first + n) * map.page));
+      }
+      assert.equal(map.presentBytes, model.reduce((a, b) => a + b, 0));
+      for (const { offset, length } of probes) {
+        const o = offset % size;
+        const end = Math.min(size, o + length);
+        assert.equal(map.rangePresent(o, end), model.subarray(o, end).every((b) => b === 1), `[${o}, ${end})`);
+      }
+      for (let u = 0; u < map.units; u++) {
+        assert.equal(map.has(u), model.subarray(u * map.unit, (u + 1) * map.unit).every((b) => b === 1));
+      }
+      const back = PresenceMap.decode(map.encode(), size, map.unit)!;
+      assert.deepEqual(back.bits, map.bits);
+      assert.equal(back.presentBytes, map.presentBytes);
+    }));
+});
+
+test('presence map: a version 1 map (one bit per unit) is read with each set unit widened to its pages', () => {
+  const size = 5 * 4096 + 100;
+  const v1 = Buffer.alloc(32 + 1);
+  v1.write('DADICMAP', 0, 'latin1');
+  v1.writeUInt32LE(1, 8);
+  v1.writeUInt32LE(4096, 12);
+  v1.writeBigUInt64LE(BigInt(size), 16);
+  v1[32] = 0b100101; // units 0, 2 and 5 (the short last one)
+  const map = PresenceMap.decode(v1, size, 4096)!;
+  assert.ok(map);
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((u) => map.has(u)), [true, false, true, false, false, true]);
+  assert.equal(map.presentBytes, 2 * 4096 + 100);
+  assert.equal(PresenceMap.decode(v1.subarray(0, 32), size, 4096), undefined, 'truncated');
 });
 
 test('presence map: complete flag round-trips and implies every unit', () => {
