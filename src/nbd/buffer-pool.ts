@@ -2,8 +2,11 @@
  * Reusable reply and payload buffers in power-of-two size classes, so the hot path (a 4 KiB read
  * at queue depth 32) recycles the same few buffers instead of allocating one per request. The
  * pool keeps at most `maxPooledBytes` idle; beyond that released buffers go to the GC.
+ * Buffers from SHARED_CLASS up live in shared memory, so a ZFile layer's decode threads can
+ * decompress a large read straight into the reply instead of into scratch that is then copied.
  */
 const MIN_CLASS = 12; // 4 KiB
+const SHARED_CLASS = 16; // 64 KiB
 
 export class BufferPool {
   private readonly free: Buffer[][] = [];
@@ -20,7 +23,7 @@ export class BufferPool {
       this.pooledBytes -= buf.length;
       return buf;
     }
-    return Buffer.allocUnsafeSlow(2 ** cls);
+    return cls >= SHARED_CLASS ? Buffer.from(new SharedArrayBuffer(2 ** cls)) : Buffer.allocUnsafeSlow(2 ** cls);
   }
 
   /** Returns a buffer from acquire(); the caller must no longer use it. */

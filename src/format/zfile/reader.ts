@@ -3,16 +3,23 @@
  * header or the trailer, loads the jump table compactly, and each read fetches the compressed
  * bytes of a run of blocks in one source read per window, checks each block's CRC, and
  * decompresses. A CRC or decompression failure is retried, then fails the read: never wrong bytes.
+ * Large reads are decompressed on decode threads, in parts, from and into shared memory: one core
+ * decompresses 4 KiB zstd blocks at well under the speed NBD can send them.
  */
 import { FormatError } from '../../errors.ts';
+import { availableParallelism } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import { readFully, type ByteSource } from '../../io/types.ts';
-import { BLOCK_CRC_INIT, crc32c } from '../crc32c.ts';
+import { crc32c } from '../crc32c.ts';
+import { decodeInto } from './block-decode.ts';
+import type { DecodeFailure, DecodeRequest } from './block-decode-thread.ts';
 import { BlockDecompressor, maxStoredBlock } from './codec.ts';
 import {
   algoName, FLAG_CALC_DIGEST, FLAG_HEADER, FLAG_HEADER_OVERWRITE, FLAG_SEALED, FLAG_TYPE_DATA, hasMagic, hex,
   HT_SIZE, MAX_BLOCK_SIZE, MAX_INDEX_SIZE, parseHeaderTrailer, type HeaderTrailer, type ZFileAlgo,
 } from './header.ts';
 import { JumpTable } from './jump-table.ts';
+import { WorkerPool } from './worker-pool.ts';
 
 /** Bytes of compressed data fetched per source read when a request spans many blocks. */
 const READ_WINDOW = 1 << 20;
@@ -22,6 +29,42 @@ const TABLE_CHUNK = 1 << 20;
 // reads in flight). With 8, three of four reads at QD32 built a new window and zstd context, which
 // cost a fifth of the server's CPU in allocation and GC (zstd 4K QD32: 17.6k -> 27.5k IOPS at 64).
 const POOL_LIMIT = 64;
+/**
+ * Decompressed bytes per decode-thread part: below this the message round trip (tens of µs) costs
+ * more than the decompression it moves off the main thread (a 4 KiB zstd block takes ~5 µs).
+ */
+const THREAD_MIN_BYTES = 128 * 1024;
+
+let threadPool: WorkerPool<DecodeRequest, DecodeFailure> | undefined;
+
+/** The process's decode threads, sized by the first reader that uses them; started on first use, idle ones never keep the process alive. */
+function decodeThreads(size: number): WorkerPool<DecodeRequest, DecodeFailure> {
+  threadPool ??= new WorkerPool('block-decode-thread', size);
+  return threadPool;
+}
+
+/** Zeroed bytes in shared memory, so a decode thread can read or fill them in place. */
+function sharedBytes(n: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(n));
+}
+
+export interface ZFileReaderOptions {
+  /** Check per-block CRCs (default true). Header digests and the index CRC are always checked. */
+  verify?: boolean;
+  /**
+   * Decode threads for large reads: 0 decodes every block on the calling thread. Default: one per
+   * CPU on the main thread, none inside a worker (the bulk decompressors already fill every core).
+   */
+  threads?: number;
+  /** Smallest run of wanted whole blocks (in decompressed bytes) sent to a decode thread. */
+  threadMinBytes?: number;
+}
+
+/** One part of a read being decoded on a thread: its first block and its outcome. */
+interface ThreadPart {
+  first: number;
+  done: Promise<DecodeFailure>;
+}
 
 /** True when `head` (at least the first 24 bytes) starts with the ZFile magics. */
 export function isZFile(head: Uint8Array): boolean {
@@ -49,10 +92,14 @@ export interface ZFileInfo {
   dataOffset: number;
 }
 
-/** Per-read scratch: the compressed window (with 4 bytes of room in front) and one block. */
+/**
+ * Per-read scratch: the compressed window (with 4 bytes of room in front), one block, and the
+ * decode threads' output when the caller's buffer is not shared memory (both shared).
+ */
 interface Scratch {
   window: Uint8Array;
   block: Uint8Array;
+  out: Uint8Array;
   decompressor: BlockDecompressor;
 }
 
@@ -61,27 +108,30 @@ export class ZFileReader implements ByteSource {
   readonly name: string;
   private readonly pool: Scratch[] = [];
   private readonly checkCrc: boolean;
+  private readonly threads: number;
+  private readonly threadMinBytes: number;
+  /** Blocks decoded on the decode threads so far (for tests and diagnostics). */
+  threadedBlocks = 0;
 
   private constructor(
     private readonly src: ByteSource,
     private readonly table: JumpTable,
     private readonly details: ZFileInfo,
-    verify: boolean,
+    opts: ZFileReaderOptions,
   ) {
     this.size = details.originalSize;
     this.name = src.name ?? 'zfile';
-    this.checkCrc = verify && details.verify;
+    this.checkCrc = (opts.verify ?? true) && details.verify;
+    this.threads = Math.max(0, Math.floor(opts.threads ?? (isMainThread ? availableParallelism() : 0)));
+    this.threadMinBytes = Math.max(details.blockSize, opts.threadMinBytes ?? THREAD_MIN_BYTES);
   }
 
   get info(): ZFileInfo {
     return { ...this.details };
   }
 
-  /**
-   * Opens a ZFile. With `verify` false (default true) per-block CRCs are not checked; header
-   * digests and the index CRC are always checked when the file carries them.
-   */
-  static async open(src: ByteSource, opts: { verify?: boolean } = {}): Promise<ZFileReader> {
+  /** Opens a ZFile (see ZFileReaderOptions). */
+  static async open(src: ByteSource, opts: ZFileReaderOptions = {}): Promise<ZFileReader> {
     const file = src.name ?? 'zfile';
     if (src.size < 2 * HT_SIZE) {
       throw new FormatError(file, 0, `truncated ZFile: ${src.size} bytes, smaller than header + trailer`);
@@ -149,7 +199,7 @@ export class ZFileReader implements ByteSource {
       algo, blockSize: bs, verify: trusted.verify, blockCount: n, headerFlags: header.flags, trailerFlags,
       headerOverwritten: overwritten, digestChecked, originalSize: trusted.originalSize,
       compressedSize: src.size, indexOffset: trusted.indexOffset, dataOffset,
-    }, opts.verify ?? true);
+    }, opts);
   }
 
   async read(dst: Uint8Array, offset: number): Promise<number> {
@@ -183,26 +233,12 @@ export class ZFileReader implements ByteSource {
   private async readRun(first: number, end: number, start: number, s: Scratch,
     dst: Uint8Array, offset: number, len: number): Promise<void> {
     const span = this.table.start(end) - start;
-    if (s.window.length < span + 4) s.window = new Uint8Array(span + 4);
-    const bs = this.details.blockSize;
+    if (s.window.length < span + 4) s.window = sharedBytes(span + 4);
     let attempt = 0;
     for (;;) {
-      const compressed = s.window.subarray(4, 4 + span);
-      await readFully(this.src, compressed, start);
+      await readFully(this.src, s.window.subarray(4, 4 + span), start);
       try {
-        for (let b = first; b < end; b++) {
-          const bStart = this.table.start(b) - start + 4;
-          const bEnd = this.table.start(b + 1) - start + 4;
-          const blockOff = b * bs;
-          const blockLen = Math.min(bs, this.size - blockOff);
-          // Decompress straight into dst when the whole block is wanted; else via the scratch block.
-          const from = Math.max(offset, blockOff);
-          const to = Math.min(offset + len, blockOff + blockLen);
-          const whole = from === blockOff && to === blockOff + blockLen;
-          const out = whole ? dst.subarray(from - offset, to - offset) : s.block.subarray(0, blockLen);
-          this.decodeBlock(s, b, bStart, bEnd, out, start - 4);
-          if (!whole) dst.set(s.block.subarray(from - blockOff, to - blockOff), from - offset);
-        }
+        await this.decodeRun(first, end, start - 4, s, dst, offset, len);
         return;
       } catch (err) {
         if (!(err instanceof FormatError) || ++attempt > READ_RETRIES) throw err;
@@ -210,37 +246,97 @@ export class ZFileReader implements ByteSource {
     }
   }
 
-  private decodeBlock(s: Scratch, b: number, bStart: number, bEnd: number, out: Uint8Array, base: number): void {
-    let dataEnd = bEnd;
-    if (this.details.verify) {
-      dataEnd -= 4;
-      if (this.checkCrc) {
-        const w = s.window;
-        const stored = (w[dataEnd]! | (w[dataEnd + 1]! << 8) | (w[dataEnd + 2]! << 16) | (w[dataEnd + 3]! << 24)) >>> 0;
-        const crc = crc32c(w.subarray(bStart, dataEnd), BLOCK_CRC_INIT);
-        if (crc !== stored) {
-          throw new FormatError(this.name, base + bStart,
-            `block ${b}: CRC mismatch (stored 0x${hex(stored)}, computed 0x${hex(crc)})`);
-        }
+  /**
+   * Decodes blocks [first, end), whose stored bytes sit in the scratch window (file offset `base`
+   * at window index 0). Blocks wholly wanted are decompressed straight into dst; when enough of
+   * them are wanted they go to the decode threads in parts, the edge blocks staying here.
+   */
+  private async decodeRun(first: number, end: number, base: number, s: Scratch,
+    dst: Uint8Array, offset: number, len: number): Promise<void> {
+    const bs = this.details.blockSize;
+    // Blocks [wholeFirst, wholeEnd) are full-size and wanted entirely.
+    const wholeFirst = Math.max(first, Math.ceil(offset / bs));
+    const wholeEnd = Math.min(end, Math.floor((offset + len) / bs));
+    // Only zstd: LZ4 decoding writes a size prefix over the 4 bytes before each block, which are
+    // the previous block's CRC, so blocks of one window cannot be decoded concurrently (and LZ4
+    // decodes fast enough on one core).
+    const threaded = this.threads > 0 && this.details.algo === 'zstd' && (wholeEnd - wholeFirst) * bs >= this.threadMinBytes;
+    const parts = threaded ? this.startThreadedDecode(wholeFirst, wholeEnd, base, s, dst, offset) : undefined;
+    let failure: FormatError | undefined;
+    for (let b = first; b < end; b++) {
+      if (parts && b === wholeFirst) b = wholeEnd;
+      if (b >= end) break;
+      const problem = this.decodeHere(b, base, s, dst, offset, len);
+      if (problem) { failure = problem; break; }
+    }
+    if (parts) {
+      // Every part must have finished before the window or dst is reused, even after a failure.
+      const settled = await Promise.allSettled(parts.map((p) => p.done));
+      for (let i = 0; i < parts.length && !failure; i++) {
+        const r = settled[i]!;
+        if (r.status === 'rejected') throw r.reason;
+        const f = r.value;
+        if (f) failure = this.blockError(parts[i]!.first + f.block, this.table.start(parts[i]!.first + f.block), f.problem);
+      }
+      if (!failure && !(dst.buffer instanceof SharedArrayBuffer)) {
+        const from = wholeFirst * bs - offset;
+        dst.set(s.out.subarray(0, (wholeEnd - wholeFirst) * bs), from);
       }
     }
-    let n: number;
-    try {
-      n = s.decompressor.decompress(s.window, bStart, dataEnd, out);
-    } catch (err) {
-      throw new FormatError(this.name, base + bStart,
-        `block ${b}: ${this.details.algo} decompression failed: ${(err as Error).message}`);
+    if (failure) throw failure;
+  }
+
+  /** Decodes block b here; the wanted part of it lands in dst. Returns the failure, if any. */
+  private decodeHere(b: number, base: number, s: Scratch, dst: Uint8Array, offset: number, len: number): FormatError | undefined {
+    const bs = this.details.blockSize;
+    const blockOff = b * bs;
+    const blockLen = Math.min(bs, this.size - blockOff);
+    const from = Math.max(offset, blockOff);
+    const to = Math.min(offset + len, blockOff + blockLen);
+    const whole = from === blockOff && to === blockOff + blockLen;
+    const out = whole ? dst.subarray(from - offset, to - offset) : s.block.subarray(0, blockLen);
+    const bStart = this.table.start(b) - base;
+    const problem = decodeInto(s.decompressor, this.details.verify, this.checkCrc, s.window, bStart, this.table.start(b + 1) - base, out);
+    if (problem !== undefined) return this.blockError(b, base + bStart, problem);
+    if (!whole) dst.set(s.block.subarray(from - blockOff, to - blockOff), from - offset);
+    return undefined;
+  }
+
+  private blockError(b: number, at: number, problem: string): FormatError {
+    return new FormatError(this.name, at, `block ${b}: ${problem}`);
+  }
+
+  /** Posts whole blocks [first, end) to the decode threads in about equal parts. */
+  private startThreadedDecode(first: number, end: number, base: number, s: Scratch, dst: Uint8Array, offset: number): ThreadPart[] {
+    const bs = this.details.blockSize;
+    const count = end - first;
+    const shared = dst.buffer instanceof SharedArrayBuffer;
+    if (!shared && s.out.length < count * bs) s.out = sharedBytes(count * bs);
+    const out = shared ? dst.buffer as SharedArrayBuffer : s.out.buffer as SharedArrayBuffer;
+    const outBase = shared ? dst.byteOffset + (first * bs - offset) : 0;
+    const pool = decodeThreads(this.threads);
+    const n = Math.max(1, Math.min(this.threads, Math.floor(count * bs / this.threadMinBytes)));
+    const parts: ThreadPart[] = [];
+    this.threadedBlocks += count;
+    for (let i = 0; i < n; i++) {
+      const a = first + Math.floor((count * i) / n);
+      const z = first + Math.floor((count * (i + 1)) / n);
+      const starts = new Int32Array(z - a + 1);
+      for (let b = a; b <= z; b++) starts[b - a] = this.table.start(b) - base;
+      const req: DecodeRequest = {
+        algo: this.details.algo, stored: this.details.verify, check: this.checkCrc,
+        window: s.window.buffer as SharedArrayBuffer, starts, out, outOffset: outBase + (a - first) * bs, blockSize: bs,
+      };
+      parts.push({ first: a, done: pool.run(req, []) });
     }
-    if (n !== out.length) {
-      throw new FormatError(this.name, base + bStart,
-        `block ${b}: decompressed to ${n} bytes, expected ${out.length}`);
-    }
+    return parts;
   }
 
   private acquire(): Scratch {
     return this.pool.pop() ?? {
-      window: new Uint8Array(4 + 2 * maxStoredBlock(this.details.blockSize)),
+      window: sharedBytes(4 + 2 * maxStoredBlock(this.details.blockSize)),
       block: new Uint8Array(this.details.blockSize),
+      out: sharedBytes(0),
       decompressor: new BlockDecompressor(this.details.algo),
     };
   }
