@@ -1,12 +1,12 @@
 /** Batch compression on worker threads (see compress-worker.ts), one worker per core by default. */
 import { availableParallelism } from 'node:os';
 import type { BatchSpec, BatchResult } from './batch.ts';
-import type { BatchReply, BatchRequest } from './compress-worker.ts';
+import type { BatchReply, BatchRequest, FileRange } from './compress-worker.ts';
 import { WorkerPool } from './worker-pool.ts';
 
 export interface PooledResult extends BatchResult {
-  /** The input buffer, handed back for reuse. */
-  input: Uint8Array;
+  /** The input buffer, handed back for reuse (undefined when the worker read a file range). */
+  input: Uint8Array | undefined;
 }
 
 export class CompressPool {
@@ -16,10 +16,15 @@ export class CompressPool {
     this.pool = new WorkerPool('compress-worker', size);
   }
 
-  async compress(spec: BatchSpec, input: Uint8Array, inputLength: number, output: Uint8Array): Promise<PooledResult> {
-    const req: BatchRequest = { spec, input: input.buffer as ArrayBuffer, inputLength, output: output.buffer as ArrayBuffer };
-    const r = await this.pool.run(req, [req.input, req.output]);
-    return { input: new Uint8Array(r.input), output: new Uint8Array(r.output), outLength: r.outLength, lengths: r.lengths };
+  /** Compresses the first `inputLength` bytes of `input` (a buffer it takes, or a file range the worker reads). */
+  async compress(spec: BatchSpec, input: Uint8Array | FileRange, inputLength: number, output: Uint8Array): Promise<PooledResult> {
+    const inBuf = input instanceof Uint8Array ? input.buffer as ArrayBuffer : undefined;
+    const req: BatchRequest = { spec, input: inBuf ?? input as FileRange, inputLength, output: output.buffer as ArrayBuffer };
+    const r = await this.pool.run(req, inBuf ? [inBuf, req.output] : [req.output]);
+    return {
+      input: r.input ? new Uint8Array(r.input) : undefined,
+      output: new Uint8Array(r.output), outLength: r.outLength, lengths: r.lengths,
+    };
   }
 
   close(): Promise<void> {

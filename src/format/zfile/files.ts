@@ -2,8 +2,8 @@
  * Whole-file ZFile conversion for the CLI: compress a file or stdin into a ZFile (optionally
  * tar-wrapped), and decompress a ZFile (raw or tar-wrapped, detected) back to plain bytes.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -14,7 +14,7 @@ import type { ByteSource } from '../../io/types.ts';
 import { TarWrapSink } from '../tar/writer.ts';
 import { openZFile } from './open.ts';
 import type { ZFileReader } from './reader.ts';
-import { parallelCopyOut } from './parallel-decompress.ts';
+import { parallelCopyOut, parallelDecompressToFile } from './parallel-decompress.ts';
 import { ZFileWriter, type ZFileWriterOptions } from './writer.ts';
 
 const CHUNK = 4 << 20;
@@ -30,20 +30,25 @@ export async function compressFile(input: string, output: string, opts: Compress
   if (opts.tar && output === '-') {
     throw new Error('--tar needs a file to write to: the tar header holds the size, which is only known at the end');
   }
-  const stream = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: CHUNK });
   // Open the input first so a missing file fails before the output is created.
-  if (input !== '-') await new Promise<void>((resolve, reject) => { stream.once('open', () => resolve()); stream.once('error', reject); });
-  let sink: Sink = output === '-' ? new StreamSink(process.stdout) : await FileSink.create(output);
-  if (opts.tar) sink = new TarWrapSink(sink);
-  const writer = await ZFileWriter.create(sink, opts);
+  const file = input === '-' ? undefined : await open(input, 'r');
   try {
-    for await (const chunk of stream) await writer.write(chunk as Buffer);
-  } catch (err) {
-    if (input !== '-') (stream as ReturnType<typeof createReadStream>).destroy();
-    await writer.close().catch(() => undefined);
-    throw err;
+    const st = await file?.stat();
+    let sink: Sink = output === '-' ? new StreamSink(process.stdout) : await FileSink.create(output);
+    if (opts.tar) sink = new TarWrapSink(sink);
+    const writer = await ZFileWriter.create(sink, opts);
+    try {
+      // A regular file is read by the compressing workers themselves; pipes and devices stream through here.
+      if (file && st!.isFile()) await writer.writeFromFile(file.fd, 0, st!.size);
+      else for await (const chunk of file ? file.createReadStream({ highWaterMark: CHUNK, autoClose: false }) : process.stdin) await writer.write(chunk as Buffer);
+    } catch (err) {
+      await writer.close().catch(() => undefined);
+      throw input === '-' || !(err instanceof Error) || err instanceof FormatError ? err : new Error(`${input}: ${err.message}`, { cause: err });
+    }
+    await writer.close();
+  } finally {
+    await file?.close();
   }
-  await writer.close();
 }
 
 /**
@@ -68,12 +73,21 @@ export async function decompressFile(input: string, output: string, opts: { veri
       if (opts.verify && !reader.info.verify) {
         throw new FormatError(name, 88, 'the file carries no per-block checksums, so --verify cannot check it');
       }
-      const sink: Sink = output === '-' ? new StreamSink(process.stdout) : await FileSink.create(output);
-      try {
-        if (reader.size >= PARALLEL_BYTES) await parallelCopyOut(path, name, reader.size, sink);
-        else await copyOut(reader, sink);
-      } finally {
-        await sink.close();
+      if (output !== '-' && reader.size >= PARALLEL_BYTES) {
+        const out = await open(output, 'w');
+        try {
+          await parallelDecompressToFile(path, name, reader.size, out.fd);
+        } finally {
+          await out.close();
+        }
+      } else {
+        const sink: Sink = output === '-' ? new StreamSink(process.stdout) : await FileSink.create(output);
+        try {
+          if (reader.size >= PARALLEL_BYTES) await parallelCopyOut(path, name, reader.size, sink);
+          else await copyOut(reader, sink);
+        } finally {
+          await sink.close();
+        }
       }
     } finally {
       await reader.close();

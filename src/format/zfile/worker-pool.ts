@@ -56,7 +56,12 @@ export class WorkerPool<Req, Res> {
 
   async close(): Promise<void> {
     const all = this.slots.splice(0);
-    await Promise.all(all.map((s) => s.worker.terminate()));
+    // An idle worker is unreferenced, and terminating it does not hold the event loop open: the
+    // process could exit with close() never settling, so reference each until it has gone.
+    await Promise.all(all.map((s) => {
+      s.worker.ref();
+      return s.worker.terminate();
+    }));
   }
 
   private pick(): Slot {

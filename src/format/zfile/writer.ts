@@ -5,6 +5,8 @@
  * rewritten with the final index fields (0x1B, as `overlaybd-commit -z` does); on a pipe the
  * initial 0x13 header stays (as `overlaybd-zfile`) and readers use the trailer.
  */
+import { read } from 'node:fs';
+import { promisify } from 'node:util';
 import type { Sink } from '../../io/sink.ts';
 import { crc32c } from '../crc32c.ts';
 import { compressBatch, outputBound, type BatchResult, type BatchSpec } from './batch.ts';
@@ -28,6 +30,8 @@ const BATCH_BYTES = 1 << 20;
 /** Inputs up to this size are compressed in-thread: starting workers would cost more. */
 const IN_THREAD_BYTES = 4 << 20;
 
+const readAsync = promisify(read);
+
 export class ZFileWriter implements Sink {
   readonly seekable = false;
   /** Uncompressed bytes written so far. */
@@ -45,6 +49,8 @@ export class ZFileWriter implements Sink {
   private dispatchedBytes = 0;
   private failed: unknown;
   private closed = false;
+  /** The chain of output writes, in batch order; never rejects (a failure lands in `failed`). */
+  private writing: Promise<void> = Promise.resolve();
 
   private readonly maxInFlight: number;
 
@@ -84,6 +90,42 @@ export class ZFileWriter implements Sink {
     this.position += data.length;
   }
 
+  /**
+   * Appends `length` bytes of the file open as `fd`, from `offset`: the same as write() with
+   * those bytes, but whole batches are read by the compressing workers themselves, so this
+   * thread neither reads nor copies them. The file must not shrink meanwhile.
+   */
+  async writeFromFile(fd: number, offset: number, length: number): Promise<void> {
+    if (this.closed) throw new Error('ZFile writer is closed');
+    this.throwIfFailed();
+    const end = offset + length;
+    let pos = offset;
+    // Top up a partly filled batch first, so that worker batches start on a block boundary.
+    if (this.batchFill > 0) pos += await this.readIntoBatch(fd, pos, end);
+    if (this.pool && length > IN_THREAD_BYTES) {
+      while (end - pos >= BATCH_BYTES) {
+        this.throwIfFailed();
+        const output = this.freeOutputs.pop() ?? new Uint8Array(outputBound(this.spec, BATCH_BYTES));
+        this.track(this.pool.compress(this.spec, { fd, offset: pos }, BATCH_BYTES, output));
+        this.position += BATCH_BYTES;
+        pos += BATCH_BYTES;
+        while (this.inFlight.length >= this.maxInFlight) await this.drainOne();
+      }
+    }
+    while (pos < end) pos += await this.readIntoBatch(fd, pos, end);
+  }
+
+  /** Reads from the file into the current batch (up to its end or `end`), dispatching it when full. */
+  private async readIntoBatch(fd: number, pos: number, end: number): Promise<number> {
+    const want = Math.min(end - pos, this.batch.length - this.batchFill);
+    const { bytesRead } = await readAsync(fd, this.batch, this.batchFill, want, pos);
+    if (bytesRead === 0) throw new Error(`input ended at offset ${pos}, ${end - pos} bytes short of the length asked for`);
+    this.batchFill += bytesRead;
+    this.position += bytesRead;
+    if (this.batchFill === this.batch.length) await this.dispatch();
+    return bytesRead;
+  }
+
   pwrite(): Promise<void> {
     return Promise.reject(new Error('a ZFile writer only appends'));
   }
@@ -98,6 +140,7 @@ export class ZFileWriter implements Sink {
     try {
       if (this.batchFill > 0) await this.dispatch();
       while (this.inFlight.length > 0) await this.drainOne();
+      await this.writing;
       this.throwIfFailed();
       const tableBytes = new Uint8Array(this.table.buffer, 0, 4 * this.blocks);
       const indexOffset = this.compressedEnd;
@@ -108,6 +151,8 @@ export class ZFileWriter implements Sink {
         await this.out.pwrite(this.headerTrailer(FLAG_HEADER | FLAG_TYPE_DATA | FLAG_HEADER_OVERWRITE, indexOffset, indexCrc), 0);
       }
     } finally {
+      // After a failure, let the batches still out finish before the pool goes (their results are dropped).
+      await Promise.allSettled(this.inFlight.splice(0));
       if (this.ownsPool) await this.pool?.close();
       await this.out.close();
     }
@@ -132,25 +177,34 @@ export class ZFileWriter implements Sink {
     this.dispatchedBytes += length;
     if (!this.pool || (this.dispatchedBytes <= IN_THREAD_BYTES && this.inFlight.length === 0)) {
       const r = compressBatch(this.spec, input.subarray(0, length), output);
-      await this.append(r);
       this.freeInputs.push(input);
-      this.freeOutputs.push(r.output);
+      await this.writing;
+      this.enqueueAppend(r);
       return;
     }
-    const job = this.pool.compress(this.spec, input, length, output);
-    job.catch((err: unknown) => { this.failed ??= err; });
-    this.inFlight.push(job);
+    this.track(this.pool.compress(this.spec, input, length, output));
     while (this.inFlight.length >= this.maxInFlight) await this.drainOne();
   }
 
-  private async drainOne(): Promise<void> {
-    const r = await this.inFlight.shift()!;
-    await this.append(r);
-    this.freeInputs.push(r.input);
-    this.freeOutputs.push(r.output);
+  private track(job: Promise<PooledResult>): void {
+    job.catch((err: unknown) => { this.failed ??= err; });
+    this.inFlight.push(job);
   }
 
-  private async append(r: BatchResult): Promise<void> {
+  /** Takes the oldest batch's result and queues its output behind the previous batch's write. */
+  private async drainOne(): Promise<void> {
+    const r = await this.inFlight.shift()!;
+    if (r.input) this.freeInputs.push(r.input);
+    // One write in flight at a time bounds the buffers held; this one runs while workers compress.
+    await this.writing;
+    this.enqueueAppend(r);
+  }
+
+  /**
+   * Records the batch's block lengths now (batches arrive in order) and writes its bytes after
+   * the write before it, without waiting: the workers go on compressing meanwhile.
+   */
+  private enqueueAppend(r: BatchResult): void {
     const n = r.lengths.length;
     if (this.blocks + n > this.table.length) {
       const grown = new Uint32Array(Math.max(this.table.length * 2, this.blocks + n));
@@ -160,7 +214,11 @@ export class ZFileWriter implements Sink {
     this.table.set(r.lengths, this.blocks);
     this.blocks += n;
     this.compressedEnd += r.outLength;
-    await this.out.write(r.output.subarray(0, r.outLength));
+    this.writing = this.writing.then(async () => {
+      if (this.failed !== undefined) return;
+      await this.out.write(r.output.subarray(0, r.outLength));
+      this.freeOutputs.push(r.output);
+    }).catch((err: unknown) => { this.failed ??= err; });
   }
 
   private throwIfFailed(): void {
