@@ -5,7 +5,10 @@
  *   dadi: one uncompressed layer, a 3-layer stack (later layers rewrite a third of the data each),
  *         one zstd ZFile layer, and a writable layer over the uncompressed one;
  *   peers: qemu-nbd raw, nbdkit file (raw), qemu-nbd zstd-compressed qcow2, and for writes
- *          qemu-nbd on a qcow2 overlay over the raw image.
+ *          qemu-nbd on a qcow2 overlay over the raw image;
+ *   reference: nbdkit null, which answers every read with zeros and does no data work at all: the
+ *          most fio, libnbd and loopback TCP deliver on this machine, noted on each read row so a
+ *          goal above it (e.g. twice a peer that is already near it) shows as out of reach.
  * Jobs (RUNTIME s each, 1 s ramp, variants interleaved per job): 4 KiB random read at QD1 and
  * QD32 and 1 MiB sequential read at QD8 over the data region; 4 KiB random write at QD32.
  * The read jobs run ROUNDS times (all variants interleaved in each round) and each variant keeps
@@ -221,6 +224,7 @@ export async function run(): Promise<BenchRow[]> {
     'qemu-nbd raw': (p) => ['qemu-nbd', ['--read-only', '--persistent', '--shared', '16', '--bind', '127.0.0.1', '--port', String(p), '--format', 'raw', raw]],
     'nbdkit file': (p) => ['nbdkit', ['--foreground', '--readonly', '--ipaddr', '127.0.0.1', '--port', String(p), 'file', `file=${raw}`]],
     'qemu-nbd zstd qcow2': (p) => ['qemu-nbd', ['--read-only', '--persistent', '--shared', '16', '--bind', '127.0.0.1', '--port', String(p), '--format', 'qcow2', join(CACHE, 'app-zstd.qcow2')]],
+    'nbdkit null': (p) => ['nbdkit', ['--foreground', '--readonly', '--ipaddr', '127.0.0.1', '--port', String(p), 'null', String(GiB)]],
     'dadi writable': dadi(['one.lsmt'], ['--writable', scratch]),
     'qemu-nbd qcow2 overlay': (p) => ['qemu-nbd', ['--persistent', '--shared', '16', '--bind', '127.0.0.1', '--port', String(p), '--format', 'qcow2', join(scratch, 'overlay.qcow2')]],
   };
@@ -235,7 +239,7 @@ export async function run(): Promise<BenchRow[]> {
       const [cmd, args] = argv(++port);
       servers.set(name, await startServer(name, port, cmd, args));
     }
-    const readers = Object.keys(variants).slice(0, 6);
+    const readers = Object.keys(variants).slice(0, 7);
     const jobs: Array<[string, string, string, number]> = [['rand4k-qd1', 'randread', '4k', 1], ['rand4k-qd32', 'randread', '4k', 32], ['seq1m-qd8', 'read', '1m', 8]];
     for (const [job, rw, bs, qd] of jobs) {
       for (let round = 1; round <= ROUNDS; round++) {
@@ -267,7 +271,8 @@ export async function run(): Promise<BenchRow[]> {
   const add = (label: string, job: string, ours: string, peer: string, unit: 'IOPS' | 'MB/s', note?: string): void => {
     const pick = (r: FioResult) => (unit === 'IOPS' ? r.iops : r.mbps);
     const [lo, hi] = loads.get(job) ?? [0, 0];
-    const notes = [note, `load average ${lo.toFixed(1)}-${hi.toFixed(1)} on ${availableParallelism()} CPUs`].filter(Boolean).join('; ');
+    const ceiling = results.get(`${job} nbdkit null`);
+    const notes = [note, ceiling && `transport ceiling (nbdkit null) ${pick(ceiling).toFixed(0)} ${unit}`, `load average ${lo.toFixed(1)}-${hi.toFixed(1)} on ${availableParallelism()} CPUs`].filter(Boolean).join('; ');
     rows.push({ name: `NBD ${label}`, value: pick(get(`${job} ${ours}`)), unit, peer: { name: peer, value: pick(get(`${job} ${peer}`)) }, note: notes });
   };
   const nbdkit = (job: string, unit: 'IOPS' | 'MB/s') => `nbdkit file: ${(unit === 'IOPS' ? get(`${job} nbdkit file`).iops : get(`${job} nbdkit file`).mbps).toFixed(0)} ${unit}`;
