@@ -9,6 +9,11 @@
  * every connection, so a small read that takes longer than the slow-read threshold (a page-cache miss) sends
  * the source back to async reads for a while before it tries again. Large reads stay async so the
  * copy overlaps with the loop writing earlier replies.
+ *
+ * A read is also slow when the thread was merely preempted during it, which on a loaded machine
+ * happens a few times in 100k reads; a fixed 200 ms backoff then spent most of a busy second in
+ * the thread pool. So the backoff starts short and doubles only while reads stay slow: a cold
+ * file still settles on long backoffs after a handful of misses, a preemption costs ~5 ms.
  */
 import { close, fstat, open, read, readSync } from 'node:fs';
 import type { ByteSource } from '../io/types.ts';
@@ -20,9 +25,16 @@ export interface LocalFileOptions {
   asyncOnly?: boolean;
   /** A synchronous read slower than this (ns) is taken for a page-cache miss. Default 500 µs. */
   slowReadNs?: number;
-  /** After a miss, reads stay async this long (ms) before synchronous reads are tried again. Default 200. */
+  /**
+   * After a miss, reads stay async this long (ms) before synchronous reads are tried again. Default:
+   * MIN_BACKOFF_MS, doubling after each miss that follows a backoff, up to MAX_BACKOFF_MS; a fast
+   * synchronous read starts the doubling over. When set, every backoff lasts exactly this long.
+   */
   asyncBackoffMs?: number;
 }
+
+export const MIN_BACKOFF_MS = 5;
+export const MAX_BACKOFF_MS = 200;
 
 export class LocalFileSource implements ByteSource {
   /** performance.now() until which small reads go async; 0 while synchronous reads are fast. */
@@ -34,12 +46,23 @@ export class LocalFileSource implements ByteSource {
   /** How many synchronous reads were judged slow (exposed for tests and diagnostics). */
   slowSyncReads = 0;
 
-  private readonly slowReadNs: bigint;
-  private readonly backoffMs: number;
+  /** The slow-read threshold (from the options); may be changed while open. */
+  slowReadNs: bigint;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  /** How long the next backoff lasts (ms). */
+  private backoffMs: number;
 
   private constructor(private readonly fd: number, readonly size: number, readonly name: string, private readonly opts: LocalFileOptions) {
     this.slowReadNs = BigInt(opts.slowReadNs ?? 500_000);
-    this.backoffMs = opts.asyncBackoffMs ?? 200;
+    this.minBackoffMs = opts.asyncBackoffMs ?? MIN_BACKOFF_MS;
+    this.maxBackoffMs = opts.asyncBackoffMs ?? MAX_BACKOFF_MS;
+    this.backoffMs = this.minBackoffMs;
+  }
+
+  /** The length (ms) of the backoff the next slow synchronous read would start. */
+  get nextBackoffMs(): number {
+    return this.backoffMs;
   }
 
   static async open(path: string, opts: LocalFileOptions = {}): Promise<LocalFileSource> {
@@ -84,6 +107,9 @@ export class LocalFileSource implements ByteSource {
     if (process.hrtime.bigint() - t0 >= this.slowReadNs) {
       this.slowSyncReads++;
       this.asyncUntil = performance.now() + this.backoffMs;
+      this.backoffMs = Math.min(this.maxBackoffMs, 2 * this.backoffMs);
+    } else {
+      this.backoffMs = this.minBackoffMs;
     }
     return done;
   }
