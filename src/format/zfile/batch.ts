@@ -47,11 +47,9 @@ export function compressBatch(spec: BatchSpec, input: Uint8Array, output: Uint8A
   let pos = 0;
   for (let i = 0; i < count; i++) {
     const block = input.subarray(i * bs, Math.min(input.length, (i + 1) * bs));
-    const packed = compressor.compress(block);
-    out.set(packed, pos);
-    let len = packed.length;
+    let len = compressor.compressInto(block, out, pos);
     if (spec.checksum) {
-      const crc = crc32c(packed, BLOCK_CRC_INIT);
+      const crc = crc32c(out.subarray(pos, pos + len), BLOCK_CRC_INIT);
       out[pos + len] = crc & 0xff;
       out[pos + len + 1] = (crc >>> 8) & 0xff;
       out[pos + len + 2] = (crc >>> 16) & 0xff;

@@ -20,27 +20,27 @@ export function maxStoredBlock(blockSize: number): number {
   return Math.max(lz4Bound(blockSize), zstd.compressBound(blockSize)) + 4;
 }
 
-/** Compresses blocks one at a time for one algorithm, reusing its context and scratch buffer. */
+/** Compresses blocks one at a time for one algorithm, reusing its context. */
 export class BlockCompressor {
   private readonly cctx: InstanceType<typeof zstd.CCtx> | undefined;
-  private readonly scratch: Uint8Array;
+  private readonly bound: number;
 
   constructor(readonly algo: ZFileAlgo, blockSize: number) {
-    this.scratch = new Uint8Array(maxStoredBlock(blockSize));
+    this.bound = maxStoredBlock(blockSize);
     if (algo === 'zstd') this.cctx = new zstd.CCtx();
   }
 
   /**
-   * Returns the compressed bytes of `block`; the result may alias a scratch buffer that the next
-   * call overwrites, so the caller copies it out before compressing again.
+   * Compresses `block` into `out` at `pos`, which must have room for maxStoredBlock(blockSize)
+   * bytes; returns the compressed length. zstd writes in place; lz4-napi can only return a new
+   * buffer, which is copied.
    */
-  compress(block: Uint8Array): Uint8Array {
-    if (this.cctx) {
-      const n = this.cctx.compress(this.scratch, block, ZSTD_LEVEL);
-      return this.scratch.subarray(0, n);
-    }
+  compressInto(block: Uint8Array, out: Uint8Array, pos: number): number {
+    if (this.cctx) return this.cctx.compress(out.subarray(pos, pos + this.bound), block, ZSTD_LEVEL);
     const buf = Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.length);
-    return compressSync(buf).subarray(4);
+    const packed = compressSync(buf);
+    out.set(packed.subarray(4), pos);
+    return packed.length - 4;
   }
 }
 
