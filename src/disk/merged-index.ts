@@ -110,15 +110,68 @@ function overlay(upper: Extents, lower: Extents): Extents {
   return out;
 }
 
-export class MergedIndex implements SegmentIndex {
+/**
+ * Lookups use one of two layouts, chosen at build time:
+ *
+ * - packed (every extent ends at or below sector 2^31 - 1, i.e. disks up to 1 TiB, and lengths fit 22
+ *   bits): extents in nodes of 16, each node 256 bytes holding 16 Int32 starts, 16 Int32 words of
+ *   length/zeroed/tag, then 16 Float64 moffsets, so the record a search lands on sits in the same
+ *   page as the keys it compared. Two sample arrays (every 16th start, every 256th) lead to the
+ *   node: a binary search over the smaller one (a 1M-extent index samples to 13 KiB, in L1),
+ *   then four steps inside one 64-byte block of the other, then four inside the node. Each step is
+ *   branch-free integer arithmetic, since a mispredicted branch per step costs more than the
+ *   compare (measured: about 2x at 1k extents against the Float64 search with ternaries).
+ * - wide (anything else): the plain Float64 arrays and a binary search.
+ */
+const NODE = 16;
+const NODE_I32 = 64; // Int32 slots per 256-byte node
+const NODE_F64 = 32;
+const META = 16; // Int32 offset of the length/zeroed/tag words inside a node
+const MOFF = 16; // Float64 offset of the moffsets inside a node
+/** Padding key: above any start a packed index holds, so searches never pick it. */
+const PAD = 0x7fffffff;
+const LENGTH_SHIFT = 9;
+const ZEROED_BIT = 0x100;
+const MAX_PACKED_LENGTH = (1 << (31 - LENGTH_SHIFT)) - 1;
+
+/** Last position p of the sorted `keys` with keys[p] <= x, given keys[0] <= x. */
+function lastAtMost(keys: Int32Array, x: number): number {
+  let base = 0;
+  let len = keys.length;
+  while (len > 1) {
+    const half = len >>> 1;
+    // (x - key) >> 31 is -1 when key > x, else 0: starts and x are below 2^31, so no overflow.
+    base += half & ~((x - keys[base + half]!) >> 31);
+    len -= half;
+  }
+  return base;
+}
+
+/** Last position in the 16-key block at `at` whose key is <= x, given keys[at] <= x. */
+function lastAtMostIn16(keys: Int32Array, at: number, x: number): number {
+  at += 8 & ~((x - keys[at + 8]!) >> 31);
+  at += 4 & ~((x - keys[at + 4]!) >> 31);
+  at += 2 & ~((x - keys[at + 2]!) >> 31);
+  return at + (1 & ~((x - keys[at + 1]!) >> 31));
+}
+
+export class MergedIndex {
+  /** Sectors at and above this are mapped by no extent. */
+  private readonly limit: number;
+
   private constructor(
     readonly count: number,
-    readonly offset: Float64Array,
-    readonly length: Uint32Array,
-    readonly moffset: Float64Array,
-    readonly zeroed: Uint8Array,
-    readonly tag: Uint8Array,
-  ) {}
+    /** Which lookup layout this index uses (see above). */
+    readonly layout: 'packed' | 'wide',
+    private readonly nodes32: Int32Array,
+    private readonly nodes64: Float64Array,
+    private readonly samples16: Int32Array,
+    private readonly samples256: Int32Array,
+    private readonly wide: Extents | null,
+    limit: number,
+  ) {
+    this.limit = limit;
+  }
 
   /**
    * Merges the indexes of `layers`, given bottom-first (the order of a config's `lowers`).
@@ -151,47 +204,119 @@ export class MergedIndex implements SegmentIndex {
     if (r.count > MAX_MERGED_RECORDS) {
       throw new Error(`the merged index would hold ${r.count} records, more than the limit of ${MAX_MERGED_RECORDS}`);
     }
-    const c = r.count;
-    // Exact-size copies so the working capacity is released.
-    return new MergedIndex(c, r.offset.slice(0, c), r.length.slice(0, c), r.moffset.slice(0, c),
-      r.zeroed.slice(0, c), r.tag.slice(0, c));
+    return MergedIndex.from(r);
   }
 
   static empty(): MergedIndex {
-    return new MergedIndex(0, new Float64Array(0), new Uint32Array(0), new Float64Array(0), new Uint8Array(0), new Uint8Array(0));
+    return MergedIndex.from(allocate(0));
+  }
+
+  private static from(r: Extents): MergedIndex {
+    const n = r.count;
+    const limit = n === 0 ? 0 : r.offset[n - 1]! + r.length[n - 1]!;
+    let packable = limit <= PAD;
+    for (let i = 0; packable && i < n; i++) packable = r.length[i]! <= MAX_PACKED_LENGTH;
+    if (!packable) {
+      // Exact-size copies so the working capacity is released.
+      const wide: Extents = {
+        count: n, offset: r.offset.slice(0, n), length: r.length.slice(0, n), moffset: r.moffset.slice(0, n),
+        zeroed: r.zeroed.slice(0, n), tag: r.tag.slice(0, n),
+      };
+      return new MergedIndex(n, 'wide', new Int32Array(0), new Float64Array(0), new Int32Array(0), new Int32Array(0), wide, limit);
+    }
+    const nodeCount = Math.ceil(n / NODE);
+    const buf = new ArrayBuffer(Math.max(1, nodeCount) * NODE_I32 * 4);
+    const n32 = new Int32Array(buf);
+    const n64 = new Float64Array(buf);
+    for (let k = 0; k < nodeCount; k++) n32.fill(PAD, k * NODE_I32, k * NODE_I32 + NODE);
+    for (let i = 0; i < n; i++) {
+      const at = (i >>> 4) * NODE_I32 + (i & 15);
+      n32[at] = r.offset[i]!;
+      n32[at + META] = r.length[i]! << LENGTH_SHIFT | (r.zeroed[i] ? ZEROED_BIT : 0) | r.tag[i]!;
+      n64[(i >>> 4) * NODE_F64 + MOFF + (i & 15)] = r.moffset[i]!;
+    }
+    // Every 16th start, padded to whole 16-key blocks; then every 16th of those.
+    const s16 = new Int32Array(Math.ceil(nodeCount / NODE) * NODE).fill(PAD);
+    for (let k = 0; k < nodeCount; k++) s16[k] = n32[k * NODE_I32]!;
+    const s256 = new Int32Array(Math.ceil(nodeCount / NODE));
+    for (let k = 0; k < s256.length; k++) s256[k] = s16[k * NODE]!;
+    return new MergedIndex(n, 'packed', n32, n64, s16, s256, null, limit);
   }
 
   /** Position of the first extent that ends after `sector` (== count when none does). */
   firstEndingAfter(sector: number): number {
-    const off = this.offset;
-    const n = this.count;
-    if (n === 0 || off[0]! > sector) return 0;
-    // Last extent starting at or before `sector`. The loop runs a fixed log2(n) steps and picks
-    // the next base with a conditional move rather than a branch the CPU would mispredict half
-    // the time (measured ~10-20% faster than the textbook loop at 1k and 1M extents).
-    let base = 0;
-    let len = n;
-    while (len > 1) {
-      const half = len >>> 1;
-      base = off[base + half]! <= sector ? base + half : base;
-      len -= half;
-    }
-    return off[base]! + this.length[base]! > sector ? base : base + 1;
+    if (sector >= this.limit) return this.count;
+    if (this.wide !== null) return wideFirstEndingAfter(this.wide, sector);
+    const n32 = this.nodes32;
+    const x = sector | 0; // below limit, so below 2^31
+    if (n32[0]! > x) return 0;
+    const node = lastAtMostIn16(this.samples16, lastAtMost(this.samples256, x) * NODE, x);
+    const at = node * NODE_I32;
+    const j = lastAtMostIn16(n32, at, x) - at;
+    const ends = n32[at + j]! + (n32[at + META + j]! >>> LENGTH_SHIFT);
+    return node * NODE + (ends > x ? j : j + 1);
   }
 
   /** Visits, in order, the extents intersecting [sector, sector+count), trimmed to it. */
   lookup(sector: number, count: number, visit: MergedVisitor): void {
-    const end = sector + count;
-    const { offset: off, length: len, moffset, zeroed, tag } = this;
-    const n = this.count;
-    for (let i = this.firstEndingAfter(sector); i < n; i++) {
-      const s = off[i]!;
-      if (s >= end) break;
-      const e = s + len[i]!;
-      const from = s < sector ? sector : s;
-      const to = e > end ? end : e;
-      const z = zeroed[i] === 1;
-      visit(from, to - from, z ? moffset[i]! : moffset[i]! + (from - s), z, tag[i]!);
+    if (sector >= this.limit) return;
+    if (this.wide !== null) {
+      wideLookup(this.wide, sector, sector + count, visit);
+      return;
     }
+    const n = this.count;
+    const n32 = this.nodes32;
+    const n64 = this.nodes64;
+    const x = sector | 0;
+    const askedEnd = sector + count;
+    const end = askedEnd < this.limit ? askedEnd : this.limit;
+    let i = 0;
+    if (n32[0]! <= x) {
+      const node = lastAtMostIn16(this.samples16, lastAtMost(this.samples256, x) * NODE, x);
+      const at = node * NODE_I32;
+      const j = lastAtMostIn16(n32, at, x) - at;
+      const ends = n32[at + j]! + (n32[at + META + j]! >>> LENGTH_SHIFT);
+      i = node * NODE + (ends > x ? j : j + 1);
+    }
+    for (; i < n; i++) {
+      const at = (i >>> 4) * NODE_I32 + (i & 15);
+      const s = n32[at]!;
+      if (s >= end) break;
+      const meta = n32[at + META]!;
+      const e = s + (meta >>> LENGTH_SHIFT);
+      const from = s < x ? x : s;
+      const to = e < end ? e : end;
+      const moffset = n64[(i >>> 4) * NODE_F64 + MOFF + (i & 15)]!;
+      if (meta & ZEROED_BIT) visit(from, to - from, moffset, true, meta & 0xff);
+      else visit(from, to - from, moffset + (from - s), false, meta & 0xff);
+    }
+  }
+}
+
+function wideFirstEndingAfter(w: Extents, sector: number): number {
+  const off = w.offset;
+  const n = w.count;
+  if (n === 0 || off[0]! > sector) return 0;
+  let base = 0;
+  let len = n;
+  while (len > 1) {
+    const half = len >>> 1;
+    base = off[base + half]! <= sector ? base + half : base;
+    len -= half;
+  }
+  return off[base]! + w.length[base]! > sector ? base : base + 1;
+}
+
+function wideLookup(w: Extents, sector: number, end: number, visit: MergedVisitor): void {
+  const { offset: off, length: len, moffset, zeroed, tag } = w;
+  const n = w.count;
+  for (let i = wideFirstEndingAfter(w, sector); i < n; i++) {
+    const s = off[i]!;
+    if (s >= end) break;
+    const e = s + len[i]!;
+    const from = s < sector ? sector : s;
+    const to = e > end ? end : e;
+    const z = zeroed[i] === 1;
+    visit(from, to - from, z ? moffset[i]! : moffset[i]! + (from - s), z, tag[i]!);
   }
 }
