@@ -1,7 +1,7 @@
 /**
  * Positional file I/O for the writable layer: whole-buffer pwrite/pwritev loops over the raw fd.
  */
-import { read as fsRead, write as fsWrite, writev as fsWritev } from 'node:fs';
+import { read as fsRead, readSync as fsReadSync, write as fsWrite, writev as fsWritev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 /*
@@ -12,6 +12,20 @@ export function preadOnce(fd: number, dst: Uint8Array, off: number, len: number,
   return new Promise((resolve, reject) => {
     fsRead(fd, dst, off, len, pos, (err, n) => (err ? reject(err) : resolve(n)));
   });
+}
+
+/**
+ * A synchronous pread of up to `len` bytes, retried after short reads; returns the count, short
+ * only at end of file. For a file source's `readSync` (commit gathers with it, see commit-stage.ts).
+ */
+export function preadSync(fd: number, dst: Uint8Array, off: number, len: number, pos: number): number {
+  let done = 0;
+  while (done < len) {
+    const n = fsReadSync(fd, dst, off + done, len - done, pos + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
 }
 
 export function pwriteOnce(fd: number, src: Uint8Array, off: number, len: number, pos: number): Promise<number> {

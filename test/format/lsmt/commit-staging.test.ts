@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemorySource } from '../../../src/io/memory.ts';
 import { MemorySink, type Sink } from '../../../src/io/sink.ts';
-import { readFile } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import fc from 'fast-check';
 import { join } from 'node:path';
 import { commitLayer } from '../../../src/format/lsmt/commit.ts';
 import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
+import type { SyncReadableSource } from '../../../src/format/lsmt/commit-stage.ts';
+import { preadSync } from '../../../src/format/lsmt/positional-io.ts';
 import { tempDir } from '../../helpers/env.ts';
 import { HT_SPACE } from '../../../src/format/lsmt/header.ts';
 import { SECTOR, type SegmentIndex } from '../../../src/format/lsmt/types.ts';
@@ -130,4 +134,60 @@ test('a commit to a file, synced in the background as it grows, holds the same b
   assert.deepEqual(got, want);
   assert.ok(want.dataBytes > 32 << 20);
   assert.ok((await readFile(out)).equals(Buffer.from(mem.bytes())), 'the file differs from the commit to memory');
+});
+
+/** A real file as a source that also reads synchronously: commit gathers from it piece by piece. */
+class SyncFileSource implements SyncReadableSource {
+  private readonly fd: number;
+  reads = 0;
+  constructor(path: string, readonly size: number, readonly name = path) {
+    this.fd = openSync(path, 'r');
+  }
+  readSync(dst: Uint8Array, dstOffset: number, length: number, position: number): number {
+    this.reads++;
+    return preadSync(this.fd, dst, dstOffset, Math.max(0, Math.min(length, this.size - position)), position);
+  }
+  async read(): Promise<number> {
+    throw new Error('the commit must use readSync on a source that has it');
+  }
+  async close(): Promise<void> {
+    closeSync(this.fd);
+  }
+}
+
+test('property: sync (file, piece by piece) and async (gap-spanning) gathering give the model bytes at any stage size', async (t) => {
+  const dir = await tempDir(t);
+  let n = 0;
+  await fc.assert(fc.asyncProperty(
+    fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 2 ** 30 }), fc.integer({ min: 512, max: 300_000 }),
+    async (blocks, seed, stageBytes) => {
+      const { index, data } = shuffledLayer(blocks, seed);
+      const path = join(dir, `src${n++}`);
+      await writeFile(path, data);
+      const file = new SyncFileSource(path, data.length);
+      try {
+        const viaFile = new MemorySink();
+        const viaMemory = new MemorySink();
+        const res = await commitLayer({ index, data: file, virtualSize: 2 ** 36 }, viaFile, {}, { stageBytes });
+        await commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 36 }, viaMemory, {}, { stageBytes });
+        assert.ok(Buffer.from(viaFile.bytes().subarray(HT_SPACE, HT_SPACE + res.dataBytes)).equals(expectedData(index, data)));
+        assert.ok(Buffer.from(viaFile.bytes()).equals(Buffer.from(viaMemory.bytes())));
+        assert.ok(file.reads > 0);
+      } finally {
+        await file.close();
+      }
+    }), { numRuns: 60 });
+});
+
+test('sync gathering: a truncated source file is named with the offset where its data ends', async (t) => {
+  const { index, data } = shuffledLayer(500, 9);
+  const path = join(await tempDir(t), 'w.data');
+  await writeFile(path, data.subarray(0, data.length - BLOCK));
+  const file = new SyncFileSource(path, data.length - BLOCK);
+  try {
+    await assert.rejects(commitLayer({ index, data: file, virtualSize: 2 ** 36 }, new MemorySink()),
+      (e: Error) => e.name === 'FormatError' && /w\.data/.test(e.message) && /truncated/.test(e.message));
+  } finally {
+    await file.close();
+  }
 });
