@@ -247,8 +247,11 @@ export class MergedIndex {
   firstEndingAfter(sector: number): number {
     if (sector >= this.limit) return this.count;
     if (this.wide !== null) return wideFirstEndingAfter(this.wide, sector);
+    return this.packedFirstEndingAfter(sector | 0); // below limit, so below 2^31
+  }
+
+  private packedFirstEndingAfter(x: number): number {
     const n32 = this.nodes32;
-    const x = sector | 0; // below limit, so below 2^31
     if (n32[0]! > x) return 0;
     const node = lastAtMostIn16(this.samples16, lastAtMost(this.samples256, x) * NODE, x);
     const at = node * NODE_I32;
@@ -270,15 +273,7 @@ export class MergedIndex {
     const x = sector | 0;
     const askedEnd = sector + count;
     const end = askedEnd < this.limit ? askedEnd : this.limit;
-    let i = 0;
-    if (n32[0]! <= x) {
-      const node = lastAtMostIn16(this.samples16, lastAtMost(this.samples256, x) * NODE, x);
-      const at = node * NODE_I32;
-      const j = lastAtMostIn16(n32, at, x) - at;
-      const ends = n32[at + j]! + (n32[at + META + j]! >>> LENGTH_SHIFT);
-      i = node * NODE + (ends > x ? j : j + 1);
-    }
-    for (; i < n; i++) {
+    for (let i = this.packedFirstEndingAfter(x); i < n; i++) {
       const at = (i >>> 4) * NODE_I32 + (i & 15);
       const s = n32[at]!;
       if (s >= end) break;
