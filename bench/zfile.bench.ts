@@ -34,10 +34,13 @@ function run(cmd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr?.toString() ?? r.error}`);
 }
 
-async function timed(fn: () => Promise<void> | void): Promise<number> {
+/** Wall seconds, and this process's CPU seconds (all threads; a CLI peer's CPU is its child's, not counted). */
+async function timed(fn: () => Promise<void> | void): Promise<{ wall: number; cpu: number }> {
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   await fn();
-  return (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  return { wall: (performance.now() - t0) / 1000, cpu: (c.user + c.system) / 1e6 };
 }
 
 function median(xs: number[]): number {
@@ -61,19 +64,25 @@ export async function run_(): Promise<BenchRow[]> {
     'zstd CLI decompress': () => run('zstd', ['-d', '-f', '-q', f('p.zst'), '-o', f('p.zst.out')]),
   };
   const times: Record<string, number[]> = {};
+  const cpu: Record<string, number[]> = {};
   try {
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, fn] of Object.entries(variants)) (times[name] ??= []).push(await timed(fn));
+      for (const [name, fn] of Object.entries(variants)) {
+        const t = await timed(fn);
+        (times[name] ??= []).push(t.wall);
+        (cpu[name] ??= []).push(t.cpu);
+      }
     }
     for (const out of ['d.lz4.out', 'd.zstd.out']) {
       if (statSync(f(out)).size !== mib << 20) throw new Error(`${out}: wrong decompressed size`);
     }
     const rate = (name: string): number => mib / median(times[name]!);
     const ratio = (name: string): string => `ratio ${((mib << 20) / statSync(f(name)).size).toFixed(2)}`;
+    // On a shared machine the wall-clock rate moves with the load; CPU seconds per run barely do.
     const row = (what: string, algo: 'lz4' | 'zstd', op: 'compress' | 'decompress', note: string): BenchRow => ({
       name: `zfile ${algo} 4K ${op} (${what})`, value: rate(`dadi ${algo} ${op}`), unit: 'MiB/s',
       peer: { name: `${algo} CLI ${algo === 'lz4' ? (op === 'compress' ? '-1' : '-d') : (op === 'compress' ? '-3 -T2' : '-d')}`, value: rate(`${algo} CLI ${op}`) },
-      note,
+      note: `${note}; dadi CPU ${median(cpu[`dadi ${algo} ${op}`]!).toFixed(2)} s (all threads)`,
     });
     return [
       row('256 MiB mixed, CRC on', 'lz4', 'compress', `${ratio('d.lz4.zfile')} vs CLI ${ratio('p.lz4')}; overlaybd C++ 390`),
