@@ -134,7 +134,7 @@ const LENGTH_SHIFT = 9;
 const ZEROED_BIT = 0x100;
 const MAX_PACKED_LENGTH = (1 << (31 - LENGTH_SHIFT)) - 1;
 
-/** Last position p of the sorted `keys` with keys[p] <= x, given keys[0] <= x. */
+/** Last position p of the sorted `keys` with keys[p] <= x (0 when there is none). */
 function lastAtMost(keys: Int32Array, x: number): number {
   let base = 0;
   let len = keys.length;
@@ -147,7 +147,7 @@ function lastAtMost(keys: Int32Array, x: number): number {
   return base;
 }
 
-/** Last position in the 16-key block at `at` whose key is <= x, given keys[at] <= x. */
+/** Last position in the 16-key block at `at` whose key is <= x (`at` when there is none). */
 function lastAtMostIn16(keys: Int32Array, at: number, x: number): number {
   at += 8 & ~((x - keys[at + 8]!) >> 31);
   at += 4 & ~((x - keys[at + 4]!) >> 31);
@@ -251,8 +251,8 @@ export class MergedIndex {
   }
 
   private packedFirstEndingAfter(x: number): number {
+    // A sector before the first extent lands on position 0 with no special case: every step keeps 0.
     const n32 = this.nodes32;
-    if (n32[0]! > x) return 0;
     const node = lastAtMostIn16(this.samples16, lastAtMost(this.samples256, x) * NODE, x);
     const at = node * NODE_I32;
     const j = lastAtMostIn16(n32, at, x) - at;

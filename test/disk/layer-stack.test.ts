@@ -76,6 +76,33 @@ test('reads at any offset and length equal the flat model of the stack', async (
     }), { numRuns: 150 });
 });
 
+test('reads near and across sector 2^31 (the merged index\'s 32-bit limit) equal the flat model', async () => {
+  // The same random stack placed so the index stays packed, and so it must fall back to the wide layout.
+  await fc.assert(fc.asyncProperty(
+    fc.array(fc.array(extentArb, { maxLength: 12 }).map(normalise), { minLength: 1, maxLength: 4 }),
+    fc.constantFrom(2 ** 31 - 1 - SECTORS, 2 ** 31 - SECTORS / 2),
+    fc.integer({ min: 0, max: SIZE - 1 }), fc.integer({ min: 1, max: 9000 }),
+    async (extentLists, baseSector, off, len) => {
+      const built = extentLists.map((extents, i) => ({ extents, ...patternLayer(`L${i}`, SIZE, extents, i * 17) }));
+      const model = flatten(built);
+      const base = baseSector * 512;
+      const size = base + SIZE;
+      const lowers = built.map((b, i) => new SyntheticLayer(`L${i}`, size, b.extents.map((e) => ({ ...e, offset: e.offset + baseSector })), b.layer.data));
+      const stack = await LayerStack.open({ lowers });
+      const mapped = built.some((b) => b.extents.length > 0);
+      const lastEnd = Math.max(0, ...built.flatMap((b) => b.extents.map((e) => e.offset + e.length)));
+      assert.equal(stack.index.layout, mapped && baseSector + lastEnd > 2 ** 31 - 1 ? 'wide' : 'packed');
+      const whole = new Uint8Array(SIZE);
+      await stack.read(whole, base);
+      assert.deepEqual(whole, model);
+      const n = Math.min(len, SIZE - off);
+      const part = new Uint8Array(n);
+      await stack.read(part, base + off);
+      assert.deepEqual(part, model.subarray(off, off + n));
+      await stack.close();
+    }), { numRuns: 60 });
+});
+
 test('extents of a range more fragmented than the run limit returns a prefix; asking again continues', async () => {
   // Alternating data and hole sectors: one run per sector.
   const sectors = 2 * MAX_EXTENT_RUNS + 100;
