@@ -327,7 +327,16 @@ export class ZFileReader implements ByteSource {
         algo: this.details.algo, stored: this.details.verify, check: this.checkCrc,
         window: s.window.buffer as SharedArrayBuffer, starts, out, outOffset: outBase + (a - first) * bs, blockSize: bs,
       };
-      parts.push({ first: a, done: pool.run(req, []) });
+      // A thread that cannot even be started fails this read only after the parts already
+      // posted have finished with the window (decodeRun waits for every part).
+      let done: Promise<DecodeFailure>;
+      try {
+        done = pool.run(req, []);
+      } catch (err) {
+        parts.push({ first: a, done: Promise.reject(err) });
+        break;
+      }
+      parts.push({ first: a, done });
     }
     return parts;
   }
