@@ -2,14 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemorySource } from '../../../src/io/memory.ts';
 import { MemorySink, type Sink } from '../../../src/io/sink.ts';
-import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { commitLayer } from '../../../src/format/lsmt/commit.ts';
 import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
-import type { SyncReadableSource } from '../../../src/format/lsmt/commit-stage.ts';
-import { preadSync } from '../../../src/format/lsmt/positional-io.ts';
+import { LocalDataFile } from '../../../src/format/lsmt/local-data-file.ts';
 import { tempDir } from '../../helpers/env.ts';
 import { HT_SPACE } from '../../../src/format/lsmt/header.ts';
 import { SECTOR, type SegmentIndex } from '../../../src/format/lsmt/types.ts';
@@ -136,25 +134,6 @@ test('a commit to a file, synced in the background as it grows, holds the same b
   assert.ok((await readFile(out)).equals(Buffer.from(mem.bytes())), 'the file differs from the commit to memory');
 });
 
-/** A real file as a source that also reads synchronously: commit gathers from it piece by piece. */
-class SyncFileSource implements SyncReadableSource {
-  private readonly fd: number;
-  reads = 0;
-  constructor(path: string, readonly size: number, readonly name = path) {
-    this.fd = openSync(path, 'r');
-  }
-  readSync(dst: Uint8Array, dstOffset: number, length: number, position: number): number {
-    this.reads++;
-    return preadSync(this.fd, dst, dstOffset, Math.max(0, Math.min(length, this.size - position)), position);
-  }
-  async read(): Promise<number> {
-    throw new Error('the commit must use readSync on a source that has it');
-  }
-  async close(): Promise<void> {
-    closeSync(this.fd);
-  }
-}
-
 test('property: sync (file, piece by piece) and async (gap-spanning) gathering give the model bytes at any stage size', async (t) => {
   const dir = await tempDir(t);
   let n = 0;
@@ -164,7 +143,11 @@ test('property: sync (file, piece by piece) and async (gap-spanning) gathering g
       const { index, data } = shuffledLayer(blocks, seed);
       const path = join(dir, `src${n++}`);
       await writeFile(path, data);
-      const file = new SyncFileSource(path, data.length);
+      const file = LocalDataFile.open(path);
+      let syncReads = 0;
+      const readSync = file.readSync.bind(file);
+      file.readSync = (...args) => { syncReads++; return readSync(...args); };
+      file.read = () => Promise.reject(new Error('the commit must gather with readSync from a source that has it'));
       try {
         const viaFile = new MemorySink();
         const viaMemory = new MemorySink();
@@ -172,7 +155,7 @@ test('property: sync (file, piece by piece) and async (gap-spanning) gathering g
         await commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 36 }, viaMemory, {}, { stageBytes });
         assert.ok(Buffer.from(viaFile.bytes().subarray(HT_SPACE, HT_SPACE + res.dataBytes)).equals(expectedData(index, data)));
         assert.ok(Buffer.from(viaFile.bytes()).equals(Buffer.from(viaMemory.bytes())));
-        assert.ok(file.reads > 0);
+        assert.ok(syncReads > 0);
       } finally {
         await file.close();
       }
@@ -183,11 +166,32 @@ test('sync gathering: a truncated source file is named with the offset where its
   const { index, data } = shuffledLayer(500, 9);
   const path = join(await tempDir(t), 'w.data');
   await writeFile(path, data.subarray(0, data.length - BLOCK));
-  const file = new SyncFileSource(path, data.length - BLOCK);
+  const file = LocalDataFile.open(path);
+  assert.equal(file.size, data.length - BLOCK);
   try {
     await assert.rejects(commitLayer({ index, data: file, virtualSize: 2 ** 36 }, new MemorySink()),
       (e: Error) => e.name === 'FormatError' && /w\.data/.test(e.message) && /truncated/.test(e.message));
   } finally {
     await file.close();
   }
+});
+
+test('LocalDataFile reads like a file source, async and sync, short only at its end', async (t) => {
+  const path = join(await tempDir(t), 'f');
+  const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) & 255);
+  await writeFile(path, bytes);
+  const f = LocalDataFile.open(path);
+  try {
+    const a = new Uint8Array(3000);
+    assert.equal(await f.read(a, 8000), 2000);
+    assert.ok(Buffer.from(a.subarray(0, 2000)).equals(Buffer.from(bytes.subarray(8000))));
+    const b = new Uint8Array(5000);
+    assert.equal(f.readSync(b, 1000, 4000, 500), 4000);
+    assert.ok(Buffer.from(b.subarray(1000)).equals(Buffer.from(bytes.subarray(500, 4500))));
+    assert.equal(f.readSync(b, 0, 100, 10_000), 0);
+    assert.equal(await f.read(b, 20_000), 0);
+  } finally {
+    await f.close();
+  }
+  await f.close(); // a second close is harmless
 });
