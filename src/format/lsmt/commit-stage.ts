@@ -9,6 +9,8 @@
  *   a pread of 4 KiB costs ~3.6 µs, a read through the thread pool ~10 µs of CPU. Pieces are read
  *   in source order; neighbours closer than SYNC_GAP are read together, gap included. This thread
  *   gathers while the pool writes the previous stage, so reads and writes overlap on two cores.
+ *   A read that takes longer than a page-cache hit can (a cold file) would block the event loop
+ *   and leave the disk one request deep, so the rest of that stage is gathered the async way.
  * - Any other source is read through its async read() with gap-spanning runs: few calls, but each
  *   stage's runs can cover the whole source (every stage needs pieces from everywhere in a
  *   scattered layer), which is why those stages are large.
@@ -33,6 +35,8 @@ export function canReadSync(s: ByteSource): s is SyncReadableSource {
 export interface StageTuning {
   /** Bytes per stage (two are allocated); capped by the bytes to copy. */
   stageBytes?: number;
+  /** A synchronous read slower than this (ms) is taken for a page-cache miss. */
+  slowReadMs?: number;
 }
 
 /** Async gathering: 32 MiB stages with 64 KiB gaps spanned (~0.4 s for the layer above, 8 MiB without gaps ~0.9 s). */
@@ -47,6 +51,8 @@ const SYNC_GAP = 4 << 10;
 const MAX_RUN = 1 << 20;
 /** Sync gathering hands the event loop back this often (ms), so a server in the process keeps answering. */
 const YIELD_MS = 4;
+/** A page-cache hit of up to MAX_RUN bytes takes well under this (ms); a disk read takes longer. */
+const SLOW_READ_MS = 1;
 const MIN_STAGE = 32 << 10;
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -64,11 +70,13 @@ export class StagedCopy {
   private readonly scratch: Uint8Array[] = [];
   private readonly file: string;
   private readonly sync: SyncReadableSource | null;
+  private readonly slowReadMs: number;
 
   /** `total`: the bytes that will be copied, so a small layer does not get full-size stages. */
   constructor(private readonly data: ByteSource, private readonly out: Sink, total: number, tuning: StageTuning = {}) {
     this.file = data.name ?? 'layer data';
     this.sync = canReadSync(data) ? data : null;
+    this.slowReadMs = tuning.slowReadMs ?? SLOW_READ_MS;
     const want = tuning.stageBytes ?? (this.sync ? SYNC_STAGE_BYTES : ASYNC_STAGE_BYTES);
     const size = Math.max(Math.min(MIN_STAGE, want), Math.min(want, total));
     this.stages = [new Uint8Array(size), new Uint8Array(size)];
@@ -141,26 +149,37 @@ export class StagedCopy {
     for (let a = 0; a < order.length;) {
       const b = this.runEnd(order, a, SYNC_GAP);
       const i0 = order[a]!;
+      const t0 = performance.now();
+      let bytes: number;
       if (b === a + 1) {
-        this.readSyncExact(src, this.stage, this.pDst[i0]!, this.pLen[i0]!, this.pSrc[i0]!);
+        bytes = this.pLen[i0]!;
+        this.readSyncExact(src, this.stage, this.pDst[i0]!, bytes, this.pSrc[i0]!);
       } else {
         const start = this.pSrc[i0]!;
         const last = order[b - 1]!;
         const buf = (this.scratch[0] ??= new Uint8Array(MAX_RUN));
-        this.readSyncExact(src, buf, 0, this.pSrc[last]! + this.pLen[last]! - start, start);
+        bytes = this.pSrc[last]! + this.pLen[last]! - start;
+        this.readSyncExact(src, buf, 0, bytes, start);
         this.scatter(buf, start, order, a, b);
       }
       a = b;
-      if ((++reads & 63) === 0 && performance.now() - slice > YIELD_MS) {
+      const now = performance.now();
+      // A piece longer than MAX_RUN (a sequential layout) may take proportionally longer.
+      if (now - t0 > this.slowReadMs * Math.max(1, bytes / MAX_RUN)) {
+        await this.gatherAsync(order, a);
+        return;
+      }
+      if ((++reads & 63) === 0 && now - slice > YIELD_MS) {
         await yieldToLoop();
         slice = performance.now();
       }
     }
   }
 
-  private async gatherAsync(order: Uint32Array): Promise<void> {
+  /** Gathers the pieces order[from..] with gap-spanning async reads, several at a time. */
+  private async gatherAsync(order: Uint32Array, from = 0): Promise<void> {
     const runs: number[] = [];
-    for (let a = 0; a < order.length;) {
+    for (let a = from; a < order.length;) {
       const b = this.runEnd(order, a, ASYNC_GAP);
       runs.push(a, b);
       a = b;

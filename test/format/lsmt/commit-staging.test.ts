@@ -134,28 +134,33 @@ test('a commit to a file, synced in the background as it grows, holds the same b
   assert.ok((await readFile(out)).equals(Buffer.from(mem.bytes())), 'the file differs from the commit to memory');
 });
 
-test('property: sync (file, piece by piece) and async (gap-spanning) gathering give the model bytes at any stage size', async (t) => {
+test('property: sync (file, piece by piece), async (gap-spanning) and mixed gathering give the model bytes at any stage size', async (t) => {
   const dir = await tempDir(t);
   let n = 0;
   await fc.assert(fc.asyncProperty(
-    fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 2 ** 30 }), fc.integer({ min: 512, max: 300_000 }),
-    async (blocks, seed, stageBytes) => {
+    fc.integer({ min: 1, max: 400 }), fc.integer({ min: 1, max: 2 ** 30 }), fc.integer({ min: 512, max: 300_000 }), fc.boolean(),
+    async (blocks, seed, stageBytes, everyReadSlow) => {
       const { index, data } = shuffledLayer(blocks, seed);
       const path = join(dir, `src${n++}`);
       await writeFile(path, data);
       const file = LocalDataFile.open(path);
       let syncReads = 0;
+      let asyncReads = 0;
       const readSync = file.readSync.bind(file);
+      const read = file.read.bind(file);
       file.readSync = (...args) => { syncReads++; return readSync(...args); };
-      file.read = () => Promise.reject(new Error('the commit must gather with readSync from a source that has it'));
+      file.read = (...args) => { asyncReads++; return read(...args); };
+      // Every read taken for a page-cache miss: each stage's first read is sync, the rest async.
+      const slowReadMs = everyReadSlow ? -1 : 1e9;
       try {
         const viaFile = new MemorySink();
         const viaMemory = new MemorySink();
-        const res = await commitLayer({ index, data: file, virtualSize: 2 ** 36 }, viaFile, {}, { stageBytes });
+        const res = await commitLayer({ index, data: file, virtualSize: 2 ** 36 }, viaFile, {}, { stageBytes, slowReadMs });
         await commitLayer({ index, data: new MemorySource(data), virtualSize: 2 ** 36 }, viaMemory, {}, { stageBytes });
         assert.ok(Buffer.from(viaFile.bytes().subarray(HT_SPACE, HT_SPACE + res.dataBytes)).equals(expectedData(index, data)));
         assert.ok(Buffer.from(viaFile.bytes()).equals(Buffer.from(viaMemory.bytes())));
         assert.ok(syncReads > 0);
+        if (!everyReadSlow) assert.equal(asyncReads, 0, 'a fast file is gathered with synchronous reads only');
       } finally {
         await file.close();
       }
