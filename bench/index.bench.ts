@@ -2,13 +2,18 @@
  * Merged-index figures: random 4 KiB lookups per second and build time, for stacks whose merged
  * index holds about 1k, 10k, 100k and 1M segments. Synthetic, deterministic layers: 4 layers of
  * N/4 extents each, spread so upper layers cut lower extents (the merged count is reported).
- * The peer figures are the overlaybd C++ index's published lookup rates with plain binary search
- * (18 M/s at 1k, 5.6 M/s at 1M segments); they are quoted, not measured in this run.
+ * Peer, in the same run: bench/peers/index-search.cpp, compiled here with g++ -O2: overlaybd's
+ * 16-byte segment records in one sorted array with plain binary search (what the overlaybd C++
+ * index does; its published rates, 18 M/s at 1k and 5.6 M/s at 1M, come from other hardware).
  * The timed loop is MergedIndex.lookup exactly as LayerStack's read path calls it (one visitor
  * call per extent found); the visitor only sums lengths. One more row places the 1M stack above
  * sector 2^31, where the index cannot use its 32-bit layout, so the fallback's cost stays visible.
  */
-import { loadavg } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { BenchRow } from './run.ts';
 import { LayerStack } from '../src/disk/layer-stack.ts';
 import { MergedIndex } from '../src/disk/merged-index.ts';
@@ -51,7 +56,17 @@ function syntheticLayer(count: number, seed: number, base = 0): SegmentIndex {
   return idx;
 }
 
-function measure(total: number, base = 0): BenchRow[] {
+/**
+ * Compiles the C++ binary-search peer; the returned function gives its lookups per second over
+ * an index of `count` segments (the merged count of the stack it is compared with).
+ */
+function cppPeer(dir: string): (count: number) => number {
+  const exe = join(dir, 'index-search');
+  execFileSync('g++', ['-O2', '-std=c++17', '-o', exe, join(dirname(fileURLToPath(import.meta.url)), 'peers', 'index-search.cpp')]);
+  return (count) => Number(execFileSync(exe, [String(count)], { encoding: 'utf8' }).trim().split(' ')[1]);
+}
+
+function measure(total: number, base = 0, peer?: (count: number) => number): BenchRow[] {
   const perLayer = Math.ceil(total / LAYERS);
   const layers = Array.from({ length: LAYERS }, (_, k) => syntheticLayer(perLayer, 1000 + k, base));
   const sectors = perLayer * STRIDE;
@@ -88,16 +103,16 @@ function measure(total: number, base = 0): BenchRow[] {
     bestCpu = Math.min(bestCpu, cpu);
   }
   const perSec = lookups / (best / 1000);
+  const peerRate = peer?.(idx.count);
   const perCpuSec = lookups / (bestCpu / 1000);
   if (visited === 0) throw new Error('lookups visited nothing');
   const label = (total >= 1_000_000 ? `${total / 1_000_000}M` : `${total / 1000}k`) + (base > 0 ? ' above sector 2^31' : '');
-  const peer = base > 0 ? undefined : total === 1000 ? 18e6 : total === 1_000_000 ? 5.6e6 : undefined;
   return [
     {
       name: `merged index: random 4 KiB lookups, ${label} segments`,
       value: perSec / 1e6,
       unit: 'M lookups/s',
-      ...(peer ? { peer: { name: 'overlaybd C++ binary search (published)', value: peer / 1e6 } } : {}),
+      ...(peerRate ? { peer: { name: 'C++ binary search, overlaybd records (g++ -O2)', value: peerRate / 1e6 } } : {}),
       note: `merged index holds ${idx.count} records from ${LAYERS} layers (${idx.layout} layout); ${(perCpuSec / 1e6).toFixed(2)} M per CPU-second; load average ${loadavg()[0]!.toFixed(1)}`,
     },
     { name: `merged index: build, ${label} segments`, value: buildMs, unit: 'ms', lowerIsBetter: true },
@@ -152,7 +167,13 @@ async function measureReads(): Promise<BenchRow[]> {
 
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  for (const n of [1000, 10_000, 100_000, 1_000_000]) rows.push(...measure(n));
+  const dir = mkdtempSync(join(tmpdir(), 'dadi-bench-index-'));
+  try {
+    const peer = cppPeer(dir);
+    for (const n of [1000, 10_000, 100_000, 1_000_000]) rows.push(...measure(n, 0, peer));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   rows.push(...measure(1_000_000, 2 ** 31));
   rows.push(...(await measureReads()));
   return rows;
