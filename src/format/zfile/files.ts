@@ -43,7 +43,7 @@ export async function compressFile(input: string, output: string, opts: Compress
       else for await (const chunk of file ? file.createReadStream({ highWaterMark: CHUNK, autoClose: false }) : process.stdin) await writer.write(chunk as Buffer);
     } catch (err) {
       await writer.close().catch(() => undefined);
-      throw input === '-' || !(err instanceof Error) || err instanceof FormatError ? err : new Error(`${input}: ${err.message}`, { cause: err });
+      throw err;
     }
     await writer.close();
   } finally {

@@ -20,12 +20,33 @@ interface Slot {
 /** What a pool worker posts back: a result, or the error it hit (buffers are handed back either way). */
 export type WorkerReply<T> =
   | { ok: true; result: T }
-  | { ok: false; error: string; format?: { file: string; offset: number; problem: string }; result: T };
+  | ({ ok: false; result: T } & ReplyError);
+
+interface ReplyError {
+  /** The message alone, so a CLI user sees one line, not the worker's stack. */
+  error: string;
+  /** An errno-style code (EBADF, ENOSPC, ...), kept so callers can still tell failures apart. */
+  code?: string;
+  /** The worker's stack, kept for debugging as the rethrown error's stack. */
+  stack?: string;
+  format?: { file: string; offset: number; problem: string };
+}
 
 /** The failure part of a reply for `err`, keeping a FormatError's fields so it survives the thread hop. */
-export function replyError(err: unknown): { error: string; format?: { file: string; offset: number; problem: string } } {
+export function replyError(err: unknown): ReplyError {
   if (err instanceof FormatError) return { error: err.message, format: { file: err.file, offset: err.offset, problem: err.problem } };
-  return { error: String((err as Error)?.stack ?? err) };
+  if (!(err instanceof Error)) return { error: String(err) };
+  const code = (err as NodeJS.ErrnoException).code;
+  return { error: err.message, ...(typeof code === 'string' ? { code } : {}), ...(err.stack ? { stack: err.stack } : {}) };
+}
+
+/** The error a failed reply stands for, rebuilt on this side of the thread hop. */
+function replyFailure(reply: ReplyError): Error {
+  if (reply.format) return new FormatError(reply.format.file, reply.format.offset, reply.format.problem);
+  const err: NodeJS.ErrnoException = new Error(reply.error);
+  if (reply.code) err.code = reply.code;
+  if (reply.stack) err.stack = reply.stack;
+  return err;
 }
 
 // Built, a worker is the .js beside this file. Running from source, Node 20 does not carry the
@@ -82,8 +103,7 @@ export class WorkerPool<Req, Res> {
       if (slot.waiting.length === 0) worker.unref();
       if (!w) return;
       if (reply.ok) w.resolve(reply.result);
-      else if (reply.format) w.reject(new FormatError(reply.format.file, reply.format.offset, reply.format.problem));
-      else w.reject(new Error(reply.error));
+      else w.reject(replyFailure(reply));
     });
     const fail = (err: Error): void => {
       const i = this.slots.indexOf(slot);

@@ -79,6 +79,20 @@ test('writeFromFile past the end of the file fails naming the offset, and close 
   }
 });
 
+test('a worker\'s failure arrives as one line with its errno code, the worker stack kept aside', async () => {
+  for (const workers of [2, 0]) {
+    const w = await ZFileWriter.create(new MemorySink(), { algo: 'zstd', blockSize: 4096, checksum: true, workers });
+    // No such descriptor: the read fails with EBADF in whichever thread reads.
+    const got = await w.writeFromFile(987_654, 0, 9 << 20).then(() => w.close()).then(() => undefined, (e: unknown) => e);
+    await w.close().catch(() => undefined);
+    assert.ok(got instanceof Error, `workers ${workers}: rejected`);
+    assert.equal((got as NodeJS.ErrnoException).code, 'EBADF');
+    assert.doesNotMatch(got.message, /\n/);
+    // From a worker, the stack is the worker's own: where the read failed there.
+    if (workers > 0) assert.match(got.stack ?? '', /compress-worker/);
+  }
+});
+
 test('compressFile and decompressFile round trip sizes off every block, batch and chunk boundary', async (t) => {
   const dir = await tempDir(t);
   for (const [size, algo] of [[17 * (1 << 20) + 4097, 'lz4'], [(16 << 20) + 1, 'zstd']] as const) {
