@@ -72,8 +72,10 @@ export function register(program: Command): void {
     .argument('<out>', 'output layer file'))
     .action(async (data: string, index: string, out: string, opts: CommitCliOptions) => {
       const { FileSource } = await import('../../io/file.ts');
+      const { LocalDataFile } = await import('../../format/lsmt/local-data-file.ts');
       const { openWritablePairReadOnly } = await import('../../format/lsmt/readonly.ts');
-      const src = await openWritablePairReadOnly(await FileSource.open(data), await FileSource.open(index), data);
+      // A data file that reads synchronously lets commit gather extents without the thread pool.
+      const src = await openWritablePairReadOnly(LocalDataFile.open(data), await FileSource.open(index), data);
       await commitFrom(src, data, out, opts);
     });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { FileSource } from '../../io/file.ts';
 import { commitToFile } from '../../format/lsmt/commit-file.ts';
+import { LocalDataFile } from '../../format/lsmt/local-data-file.ts';
 import { openWritablePairReadOnly } from '../../format/lsmt/readonly.ts';
 import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
@@ -72,7 +73,8 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
   });
   o.onStep?.('commit');
   const out = join(o.workDir, 'overlaybd.commit');
-  const src = await openWritablePairReadOnly(await FileSource.open(join(rw, WRITABLE_DATA)), await FileSource.open(join(rw, WRITABLE_INDEX)), join(rw, WRITABLE_DATA));
+  // A data file that reads synchronously lets commit gather extents without the thread pool.
+  const src = await openWritablePairReadOnly(LocalDataFile.open(join(rw, WRITABLE_DATA)), await FileSource.open(join(rw, WRITABLE_INDEX)), join(rw, WRITABLE_DATA));
   try {
     await commitToFile({ index: src.index, data: src.data, virtualSize: src.virtualSize || o.vsize, parentUuid: src.parentUuid }, out, {
       compress: o.compress, blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,
