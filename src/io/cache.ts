@@ -16,7 +16,7 @@ import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { cacheMetrics, type CacheMetrics, type CacheMetricsSource } from './cache/metrics.ts';
-import { loadPresence, PresenceMap, persistPresence, readPresenceSummary } from './cache/presence.ts';
+import { loadPresence, MAP_TEMP_SUFFIX, PresenceMap, readPresenceSummary, replaceMapFile } from './cache/presence.ts';
 import { CachedSource, type CacheHooks, type CachedSourceOptions } from './cache/source.ts';
 import { BlobStats, type BlobStatsSnapshot } from './cache/stats.ts';
 import type { ByteSource } from './types.ts';
@@ -112,6 +112,10 @@ export class BlobCache implements CacheMetricsSource {
     for (const name of names) {
       const hex = name.replace(/\.(data|map)$/, '');
       const path = join(this.blobDir(), name);
+      if (name.endsWith(`.map${MAP_TEMP_SUFFIX}`)) {
+        await rm(path, { force: true }); // a map replacement interrupted by a crash
+        continue;
+      }
       if (!/^[0-9a-f]{64}$/.test(hex)) continue;
       if (name.endsWith('.data') && !maps.has(hex)) {
         log.info({ path }, 'cache: removing data file without a map (interrupted eviction)');
@@ -171,9 +175,7 @@ export class BlobCache implements CacheMetricsSource {
           await data.truncate(0);
           await data.truncate(size);
         }
-        mapFh = await open(mapPath, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
-        await persistPresence(mapFh, data, map.encode());
-        await mapFh.truncate(map.encode().length);
+        mapFh = await replaceMapFile(mapPath, data, map.encode());
       } catch (err) {
         await data.close();
         await mapFh?.close();

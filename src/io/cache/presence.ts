@@ -20,7 +20,8 @@
  * every bit that reaches the map file describes data already on disk. A torn map write can only
  * mix old and new bits, each of which is valid on its own.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rename, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 const MAGIC = 'DADICMAP';
 const VERSION = 2;
@@ -208,7 +209,11 @@ export async function readPresenceSummary(path: string): Promise<{ size: number;
     const size = Number(head.readBigUInt64LE(16));
     const unit = head.readUInt32LE(12);
     if (unit === 0 || !Number.isSafeInteger(size)) return undefined;
-    const rest = Buffer.alloc(Math.ceil(Math.ceil(size / pageSizeFor(unit)) / 8));
+    // A bitmap longer than the file means a corrupt header: nothing is allocated for it.
+    const bytesPerBit = head.readUInt32LE(8) === VERSION_UNIT_BITS ? unit : pageSizeFor(unit);
+    const bitmapBytes = Math.ceil(Math.ceil(size / bytesPerBit) / 8);
+    if ((await fh.stat()).size < MAP_HEADER_SIZE + bitmapBytes) return undefined;
+    const rest = Buffer.alloc(bitmapBytes);
     const r = await fh.read(rest, 0, rest.length, MAP_HEADER_SIZE);
     const all = Buffer.concat([head, rest.subarray(0, r.bytesRead)]);
     const map = PresenceMap.decode(all, size, unit);
@@ -216,6 +221,35 @@ export async function readPresenceSummary(path: string): Promise<{ size: number;
   } finally {
     await fh.close();
   }
+}
+
+/** Suffix of a map file being replaced (see replaceMapFile); a leftover one is garbage. */
+export const MAP_TEMP_SUFFIX = '.tmp';
+
+/**
+ * Replaces the whole map file at `mapPath` by `snapshot` (after syncing the data it describes)
+ * through a temporary file and a rename, so a crash leaves the old map or the new one, never old
+ * bits under a new header (a version or size change moves every bit). Returns the new file open
+ * for the in-place updates of persistPresence.
+ */
+export async function replaceMapFile(mapPath: string, dataFile: FileHandle, snapshot: Buffer): Promise<FileHandle> {
+  await dataFile.datasync();
+  const temp = mapPath + MAP_TEMP_SUFFIX;
+  const fh = await open(temp, 'w', 0o644);
+  try {
+    await fh.writeFile(snapshot);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  await rename(temp, mapPath);
+  const dir = await open(dirname(mapPath), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+  return open(mapPath, 'r+');
 }
 
 /**
