@@ -132,7 +132,10 @@ export class LayerStack implements Disk {
       const from = lastFull * SECTOR;
       jobs.push(this.readPartial(dst, from - offset, from, end - from));
     }
-    await Promise.all(jobs);
+    // Every job must be done with dst before the caller may reuse it (a failed edge must not
+    // hand back a buffer that a decode thread is still filling), so settle all, then throw.
+    const settled = await Promise.allSettled(jobs);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
   }
 
   /** Reads [byteOffset, +len) within one sector into dst at dstAt. */

@@ -217,3 +217,26 @@ test('a failing lower source surfaces as EIO naming the layer, never as bytes', 
   const s2 = await LayerStack.open({ lowers: [short] });
   await assert.rejects(s2.read(new Uint8Array(1024), 0), (e: unknown) => e instanceof DiskError && e.code === 'EIO' && /short read/.test(e.message));
 });
+
+test('an unaligned read whose edge fails rejects only after its middle part is done with the buffer', async () => {
+  let middleDone = false;
+  const data: ByteSource = {
+    size: 64 * 512, name: 'edge-fails',
+    read: async (dst, offset) => {
+      if (offset === 0) throw new DiskError('EIO', 'edge sector unreadable');
+      await new Promise((r) => setTimeout(r, 30));
+      dst.fill(1);
+      middleDone = true;
+      return dst.length;
+    },
+    close: async () => {},
+  };
+  const index = { count: 1, offset: new Float64Array([0]), length: new Uint32Array([64]), moffset: new Float64Array([0]), zeroed: new Uint8Array(1), tag: new Uint8Array(1) };
+  const stack = await LayerStack.open({ lowers: [{ name: 'L', virtualSize: 64 * 512, index, data, uuid: '', parentUuid: '', close: async () => {} }] });
+  try {
+    await assert.rejects(stack.read(new Uint8Array(8192), 100), /edge sector unreadable/);
+    assert.ok(middleDone, 'the read settled before the middle part finished writing into the buffer');
+  } finally {
+    await stack.close();
+  }
+});
