@@ -71,11 +71,9 @@ export function register(program: Command): void {
     .argument('<index>', 'writable layer index file')
     .argument('<out>', 'output layer file'))
     .action(async (data: string, index: string, out: string, opts: CommitCliOptions) => {
-      const { FileSource } = await import('../../io/file.ts');
-      const { LocalDataFile } = await import('../../format/lsmt/local-data-file.ts');
-      const { openWritablePairReadOnly } = await import('../../format/lsmt/readonly.ts');
-      // A data file that reads synchronously lets commit gather extents without the thread pool.
-      const src = await openWritablePairReadOnly(LocalDataFile.open(data), await FileSource.open(index), data);
+      const { openWritablePairForCommit } = await import('../../format/lsmt/local-data-file.ts');
+      // The data file reads synchronously, so commit gathers extents without the thread pool.
+      const src = await openWritablePairForCommit(data, index);
       await commitFrom(src, data, out, opts);
     });
 

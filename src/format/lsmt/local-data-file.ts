@@ -4,8 +4,27 @@
  * Size is taken once, at open, as FileSource does.
  */
 import { closeSync, fstatSync, openSync } from 'node:fs';
+import { FileSource } from '../../io/file.ts';
 import type { SyncReadableSource } from './commit-stage.ts';
 import { preadOnce, preadSync } from './positional-io.ts';
+import { openWritablePairReadOnly, type LsmtLayer } from './readonly.ts';
+
+/**
+ * The writable pair at these paths as a read-only layer to commit from, its data file readable
+ * synchronously; both files are closed again if opening fails.
+ */
+export async function openWritablePairForCommit(dataPath: string, indexPath: string): Promise<LsmtLayer> {
+  const data = LocalDataFile.open(dataPath);
+  let index: FileSource | undefined;
+  try {
+    index = await FileSource.open(indexPath);
+    return await openWritablePairReadOnly(data, index, dataPath);
+  } catch (err) {
+    await index?.close();
+    await data.close();
+    throw err;
+  }
+}
 
 export class LocalDataFile implements SyncReadableSource {
   private fd: number;

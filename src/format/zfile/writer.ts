@@ -100,8 +100,9 @@ export class ZFileWriter implements Sink {
     this.throwIfFailed();
     const end = offset + length;
     let pos = offset;
-    // Top up a partly filled batch first, so that worker batches start on a block boundary.
-    if (this.batchFill > 0) pos += await this.readIntoBatch(fd, pos, end);
+    // Top up a partly filled batch first (a read may come back short), so that worker batches
+    // start on a block boundary and after the bytes already buffered.
+    while (this.batchFill > 0 && pos < end) pos += await this.readIntoBatch(fd, pos, end);
     if (this.pool && length > IN_THREAD_BYTES) {
       while (end - pos >= BATCH_BYTES) {
         this.throwIfFailed();
@@ -153,6 +154,7 @@ export class ZFileWriter implements Sink {
     } finally {
       // After a failure, let the batches still out finish before the pool goes (their results are dropped).
       await Promise.allSettled(this.inFlight.splice(0));
+      await this.writing; // never rejects: an output write still under way ends before the sink closes
       if (this.ownsPool) await this.pool?.close();
       await this.out.close();
     }

@@ -8,10 +8,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { FileSource } from '../../io/file.ts';
 import { commitToFile } from '../../format/lsmt/commit-file.ts';
-import { LocalDataFile } from '../../format/lsmt/local-data-file.ts';
-import { openWritablePairReadOnly } from '../../format/lsmt/readonly.ts';
+import { openWritablePairForCommit } from '../../format/lsmt/local-data-file.ts';
 import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
 import type { ApplyThread } from './apply-thread.ts';
@@ -73,8 +71,8 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
   });
   o.onStep?.('commit');
   const out = join(o.workDir, 'overlaybd.commit');
-  // A data file that reads synchronously lets commit gather extents without the thread pool.
-  const src = await openWritablePairReadOnly(LocalDataFile.open(join(rw, WRITABLE_DATA)), await FileSource.open(join(rw, WRITABLE_INDEX)), join(rw, WRITABLE_DATA));
+  // The data file reads synchronously, so commit gathers extents without the thread pool.
+  const src = await openWritablePairForCommit(join(rw, WRITABLE_DATA), join(rw, WRITABLE_INDEX));
   try {
     await commitToFile({ index: src.index, data: src.data, virtualSize: src.virtualSize || o.vsize, parentUuid: src.parentUuid }, out, {
       compress: o.compress, blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,
