@@ -8,13 +8,9 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BlobCache } from '../../src/io/cache.ts';
-import { fixture, KiB } from './cache/fixture.ts';
+import { fixture, hexOf, KiB } from './cache/fixture.ts';
 
 const U = 256 * KiB;
-
-function hexOf(digest: string): string {
-  return digest.slice('sha256:'.length);
-}
 
 test('a version 1 map is upgraded to version 2 on open; its units stay cached and no temporary file is left', async (t) => {
   const f = await fixture(t, { size: 3 * U });

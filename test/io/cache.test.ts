@@ -3,13 +3,9 @@ import { spawn } from 'node:child_process';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { eventually, fixture, KiB, MiB } from './cache/fixture.ts';
+import { eventually, fixture, hexOf, KiB, MiB } from './cache/fixture.ts';
 
 const U = 256 * KiB;
-
-function hexOf(digest: string): string {
-  return digest.slice('sha256:'.length);
-}
 
 test('one 4 KiB read fetches exactly one refill unit; reading it again fetches nothing', async (t) => {
   const f = await fixture(t, { size: 2 * MiB });

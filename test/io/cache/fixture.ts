@@ -10,6 +10,11 @@ import { RangeServer, type RangeServerOptions } from './range-server.ts';
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
+/** The hex part of a sha256 digest: the name of the blob's files in the cache directory. */
+export function hexOf(digest: string): string {
+  return digest.slice('sha256:'.length);
+}
+
 export function makeBlob(size: number): { body: Buffer; digest: string } {
   const body = randomBytes(size);
   return { body, digest: `sha256:${createHash('sha256').update(body).digest('hex')}` };
