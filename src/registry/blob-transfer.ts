@@ -6,11 +6,18 @@
  */
 import type { ByteSource } from '../io/types.ts';
 import { readFully } from '../io/types.ts';
-import type { RegistryClient, RepositoryRef } from './client.ts';
-import type { UploadResult } from './blobs.ts';
+import type { RegistrySession, RepositoryRef } from './session.ts';
 import { checkDigest, hasherFor } from './digest.ts';
 import { RegistryError } from './errors.ts';
 import { TransientError, drain, header, parseContentRange } from './transport.ts';
+
+export interface UploadResult { digest: string; size: number; how: 'existing' | 'mounted' | 'uploaded' }
+
+/** What an upload asks of the blob API first: is the blob there already, can it be mounted. */
+export interface BlobPresence {
+  head(repo: RepositoryRef, digest: string): Promise<number | undefined>;
+  mount(repo: RepositoryRef, from: string, digest: string): Promise<boolean>;
+}
 
 export interface ChunkSink { write(chunk: Uint8Array): Promise<void> | void }
 
@@ -21,7 +28,7 @@ export const DEFAULT_CHUNK_SIZE = 8 << 20;
  * across resumed requests. If the digest does not match at the end, this rejects and the caller
  * must discard what the sink received.
  */
-export async function downloadBlob(client: RegistryClient, repo: RepositoryRef, digest: string, sink: ChunkSink,
+export async function downloadBlob(client: RegistrySession, repo: RepositoryRef, digest: string, sink: ChunkSink,
   expectedSize?: number): Promise<number> {
   const path = `/v2/${repo.repository}/blobs/${checkDigest(digest)}`;
   const hash = hasherFor(digest);
@@ -98,13 +105,13 @@ export async function digestOfSource(src: ByteSource, chunkSize = DEFAULT_CHUNK_
 }
 
 /** Uploads a ByteSource in PATCH chunks; a transient failure restarts the session from the start. */
-export async function uploadBlobFrom(client: RegistryClient, repo: RepositoryRef, src: ByteSource,
+export async function uploadBlobFrom(client: RegistrySession, blobs: BlobPresence, repo: RepositoryRef, src: ByteSource,
   opts: SourceUploadOptions = {}): Promise<UploadResult> {
   const chunkSize = opts.chunkSize && opts.chunkSize > 0 ? opts.chunkSize : DEFAULT_CHUNK_SIZE;
   const digest = opts.digest ? checkDigest(opts.digest) : await digestOfSource(src, chunkSize);
   const size = src.size;
-  if (opts.skipExisting !== false && (await client.blobs.head(repo, digest)) === size) return { digest, size, how: 'existing' };
-  if (opts.mountFrom && (await client.blobs.mount(repo, opts.mountFrom, digest))) return { digest, size, how: 'mounted' };
+  if (opts.skipExisting !== false && (await blobs.head(repo, digest)) === size) return { digest, size, how: 'existing' };
+  if (opts.mountFrom && (await blobs.mount(repo, opts.mountFrom, digest))) return { digest, size, how: 'mounted' };
   const base = { registry: repo.registry, repository: repo.repository, push: true, retry: false, deadline: false, kind: 'upload' } as const;
   const location = (res: { headers: Parameters<typeof header>[0]; method: string; url: string; status: number }): string => {
     const loc = header(res.headers, 'location');

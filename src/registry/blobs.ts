@@ -4,12 +4,14 @@
  * from scratch on a transient failure, since a half-applied PATCH leaves the session unknown),
  * and cross-repository mounts.
  */
-import type { RegistryClient, RepositoryRef } from './client.ts';
+import type { RegistrySession, RepositoryRef } from './session.ts';
 import { repositoryScope } from './auth.ts';
 import { checkDigest, hasherFor, sha256Digest } from './digest.ts';
 import { RegistryError } from './errors.ts';
 import { TransientError, drain, header, parseContentRange, type HttpResponse } from './transport.ts';
-import { downloadBlob, uploadBlobFrom, type ChunkSink, type SourceUploadOptions } from './blob-transfer.ts';
+import { downloadBlob, uploadBlobFrom, type ChunkSink, type SourceUploadOptions, type UploadResult } from './blob-transfer.ts';
+
+export type { UploadResult } from './blob-transfer.ts';
 import type { ByteSource } from '../io/types.ts';
 
 export interface UploadOptions {
@@ -23,13 +25,12 @@ export interface UploadOptions {
   monolithicPost?: boolean;
 }
 
-export interface UploadResult { digest: string; size: number; how: 'existing' | 'mounted' | 'uploaded' }
 
 /** Whole blobs fetched into memory are capped; larger ones should be read by range. */
 export const MAX_WHOLE_BLOB_BYTES = 1 << 30;
 
 export class BlobApi {
-  constructor(private readonly client: RegistryClient) {}
+  constructor(private readonly client: RegistrySession) {}
 
   private path(repo: RepositoryRef, digest: string): string {
     return `/v2/${repo.repository}/blobs/${checkDigest(digest)}`;
@@ -196,7 +197,7 @@ export class BlobApi {
 
   /** Uploads a (large) ByteSource chunk by chunk; see blob-transfer.ts. */
   uploadFrom(repo: RepositoryRef, src: ByteSource, opts: SourceUploadOptions = {}): Promise<UploadResult> {
-    return uploadBlobFrom(this.client, repo, src, opts);
+    return uploadBlobFrom(this.client, this, repo, src, opts);
   }
 
   /** Cross-repository mount; false when the registry started an upload instead (then cancelled). */

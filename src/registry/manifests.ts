@@ -2,7 +2,7 @@
  * Manifests: fetch (verifying the bytes against the digest asked for or announced), HEAD, PUT,
  * DELETE, and choosing one platform's image manifest from an index or manifest list.
  */
-import type { CallSpec, RegistryClient, RepositoryRef } from './client.ts';
+import type { CallSpec, RegistrySession, RepositoryRef } from './session.ts';
 import { checkDigest, digestOf, isDigest, sha256Digest } from './digest.ts';
 import { RegistryError } from './errors.ts';
 import { MANIFEST_ACCEPT, MediaType, isImageManifestType, isIndexType } from './media-types.ts';
@@ -29,7 +29,7 @@ export interface ResolvedImage {
 }
 
 export class ManifestApi {
-  constructor(private readonly client: RegistryClient) {}
+  constructor(private readonly client: RegistrySession) {}
 
   private spec(repo: RepositoryRef, method: string, target: string, extra: Partial<CallSpec> = {}): CallSpec {
     return { method, registry: repo.registry, repository: repo.repository,
