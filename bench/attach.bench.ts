@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openRemoteImage } from '../src/image/remote.ts';
 import { TokenBucket } from '../src/io/cache/token-bucket.ts';
-import { HttpRangeSource } from '../src/io/http-range.ts';
+import { HttpRangeSource } from '../src/registry/blob-source.ts';
 import { RegistryClient } from '../src/registry/client.ts';
 import { startRegistryServer } from '../src/registry/server/server.ts';
 import { buildObdImage, generateLayer, pushObdImage, type ObdImage } from '../test/image/remote/fixture.ts';

@@ -123,7 +123,7 @@ async function netemRows(cache: BlobCache): Promise<BenchRow[]> {
     await whole.read(new Uint8Array(size), 0);
     const wholeMBps = size / MiB / ((performance.now() - t1) / 1000);
     await whole.close();
-    const src = await cache.open(digest, size, new HttpTestSource(link.url, size), { readAheadBytes: 0 });
+    const src = await cache.open(digest, size, new HttpTestSource(link.url, size));
     const t0 = performance.now();
     const r = await src.startBackgroundDownload({ chunk: 1 * MiB }).done;
     if (!r.ok) throw r.error ?? new Error('background download failed');
@@ -166,7 +166,7 @@ export async function run(): Promise<BenchRow[]> {
     const direct = new HttpTestSource(shaped.url, size);
     const peerCold = await latencies(direct, offsets, 4 * KiB);
     await direct.close();
-    const src = await cache.open(digest, size, new HttpTestSource(shaped.url, size), { readAheadBytes: 0 });
+    const src = await cache.open(digest, size, new HttpTestSource(shaped.url, size));
     const cold = await latencies(src, offsets, 4 * KiB);
     const peer = { name: 'same upstream, 4 KiB range, no cache' };
     rows.push({ name: `cache cold 4K rand read p50, ${SHAPED}`, value: quantile(cold, 0.5), unit: 'ms', lowerIsBetter: true, peer: { ...peer, value: quantile(peerCold, 0.5) }, note: '(cache fetches a 256 KiB unit per miss)' });

@@ -4,8 +4,8 @@
  * (index log replay). Peer: the zstd / lz4 command-line tools compressing the plain committed
  * file (same bytes, same run). Upstream overlaybd-commit figures on this machine class, for
  * reference: 0.37 s plain, 0.54 s lz4, 1.13 s zstd. The "sync source" rows commit the same layer
- * with its data file opened as a LocalDataFile, which commit gathers with synchronous preads
- * (FileSource and the writable layer's data source read only through the thread pool).
+ * with its data file opened as a FileSource, which declares synchronous reads, so commit gathers
+ * with synchronous preads (the writable layer's own data source reads only through the pool).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BenchRow } from './run.ts';
 import { commitToFile } from '../src/format/lsmt/commit-file.ts';
-import { LocalDataFile } from '../src/format/lsmt/local-data-file.ts';
+import { FileSource } from '../src/io/file.ts';
 import { createWritableLayer, openWritableLayer } from '../src/format/lsmt/writable.ts';
 
 const WRITES = 50_000;
@@ -99,7 +99,7 @@ export async function run(): Promise<BenchRow[]> {
       });
     }
 
-    const syncData = LocalDataFile.open(data);
+    const syncData = await FileSource.open(data);
     try {
       const syncSrc = { ...src, data: syncData };
       for (const [algo, ref] of [[undefined, '0.37'], ['lz4', '0.54'], ['zstd', '1.13']] as const) {

@@ -18,7 +18,7 @@ import type { BenchRow } from './run.ts';
 import { LayerStack } from '../src/disk/layer-stack.ts';
 import { MergedIndex } from '../src/disk/merged-index.ts';
 import type { ReadOnlyLayer, SegmentIndex } from '../src/format/lsmt/types.ts';
-import type { ByteSource } from '../src/io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../src/io/types.ts';
 
 const LAYERS = 4;
 const STRIDE = 64; // sectors between extent starts in one layer
@@ -121,6 +121,7 @@ function measure(total: number, base = 0, peer?: (count: number) => number): Ben
 
 /** Serves any offset without storing bytes, so the figure is the stack's own cost per read. */
 const patternSource: ByteSource = {
+  caps: PLAIN_SOURCE,
   size: Number.MAX_SAFE_INTEGER,
   name: 'pattern',
   read: (dst) => {

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import type { RemoteImageOptions } from '../remote.ts';
+import type { RemoteImageOptions } from '../image/remote.ts';
 
 export interface RemoteFlags {
   cacheDir?: string;
@@ -45,8 +45,8 @@ function positiveSize(flag: string, text: string, parse: (s: string) => number):
 }
 
 export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImageOptions> {
-  const { parsePlatform } = await import('../../registry/manifests.ts');
-  const { parseSize } = await import('../../util/size.ts');
+  const { parsePlatform } = await import('../registry/manifests.ts');
+  const { parseSize } = await import('../util/size.ts');
   return {
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
@@ -80,7 +80,7 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
  * reference mixed with other arguments is refused.
  */
 export async function pickRemoteImage(args: readonly string[]): Promise<string | undefined> {
-  const { isImageReference } = await import('./reference.ts');
+  const { isImageReference } = await import('../image/remote/reference.ts');
   const refs: string[] = [];
   for (const a of args) if (await isImageReference(a)) refs.push(a);
   if (refs.length === 0) return undefined;

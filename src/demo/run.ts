@@ -15,7 +15,7 @@ import { startRegistryServer } from '../registry/server/server.ts';
 import { generateDemoContent, type DemoContent } from './content.ts';
 import type { DemoEvent } from './events.ts';
 import { inspectMount } from './inspect.ts';
-import { DemoMount } from './mount.ts';
+import { mountDisk, undoneBy } from '../host/mounter.ts';
 import { checkPrerequisites, type Prerequisites } from './prerequisites.ts';
 import { pushOciImage } from './push.ts';
 
@@ -145,9 +145,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         emit(await readSuperblock(image));
       } else {
         t0 = performance.now();
-        const mounting = new DemoMount(image.disk, join(work, 'm'), dst);
-        cleanups.push({ what: 'unmount', undo: () => mounting.unmount() });
-        const mount = await mounting.mount();
+        // Read-only: nothing is written back, so the kernel never throttles dirty pages against the
+        // server living in this process; the mount is read one operation at a time for the same reason.
+        const mount = await mountDisk(image.disk, { mountPoint: join(work, 'm', 'mnt'), workDir: join(work, 'm'), readOnly: true, description: dst })
+          .catch((err: unknown) => {
+            cleanups.push({ what: 'unmount', undo: async () => undoneBy(err) });
+            throw err;
+          });
+        cleanups.push({ what: 'unmount', undo: () => mount.close() });
         emit({ step: 'mount', status: 'done', mountPoint: mount.mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType, seconds: since(t0) });
 
         checkAbort();

@@ -11,7 +11,7 @@
 import { DiskError, errorMessage } from '../errors.ts';
 import type { ReadOnlyLayer, WritableLayer } from '../format/lsmt/types.ts';
 import { MAX_STACK_LAYERS, SECTOR } from '../format/lsmt/types.ts';
-import type { ByteSource, Disk, DiskExtent } from '../io/types.ts';
+import type { ByteSource, Disk, DiskCaps, DiskExtent } from '../io/types.ts';
 import { MergedIndex } from './merged-index.ts';
 import { RangeLock } from './range-lock.ts';
 
@@ -54,6 +54,7 @@ function describe(name: string, src: ByteSource): string {
 export class LayerStack implements Disk {
   readonly size: number;
   readonly writable: boolean;
+  readonly caps: DiskCaps;
   readonly index: MergedIndex;
   /** Data source and error label of each read-only layer, by tag (0 = top). */
   private readonly sources: ByteSource[];
@@ -86,6 +87,8 @@ export class LayerStack implements Disk {
     this.upperLabel = upper ? `writable layer ${upper.name}` : '';
     this.size = size;
     this.writable = upper !== undefined;
+    // Writes imply trim (zeroed records), zero (trim or written zeros) and FUA (write, then flush).
+    this.caps = Object.freeze({ trim: this.writable, zero: this.writable, fua: this.writable, extents: true, readMapped: true });
   }
 
   /**

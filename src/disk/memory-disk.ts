@@ -3,7 +3,7 @@
  * tests (with fault injection and delays) and as the reference model for disk behaviour.
  */
 import { DiskError } from '../errors.ts';
-import type { Disk, DiskExtent } from '../io/types.ts';
+import { basicDiskCaps, type Disk, type DiskCaps, type DiskExtent } from '../io/types.ts';
 
 const PAGE = 64 * 1024;
 
@@ -22,6 +22,7 @@ export interface MemoryDiskOptions {
 export class MemoryDisk implements Disk {
   private readonly pages = new Map<number, Uint8Array>();
   readonly writable: boolean;
+  readonly caps: DiskCaps;
   /** How many flushes completed (tests check FUA and FLUSH reach the disk). */
   flushes = 0;
   closed = false;
@@ -29,6 +30,7 @@ export class MemoryDisk implements Disk {
 
   constructor(readonly size: number, private readonly opts: MemoryDiskOptions = {}) {
     this.writable = !opts.readOnly;
+    this.caps = basicDiskCaps(this.writable, opts.extents !== false);
     if (opts.extents !== false) this.extents = (offset, length) => this.allocation(offset, length);
   }
 

@@ -1,15 +1,16 @@
 /**
- * A mounted image: start an NBD server on a private unix socket, attach its export as a block
- * device, mount the file system — and the reverse. Every step is recorded before the next one
- * begins, and teardown undoes whatever the record and the kernel say exists, so a failure at any
- * point (or a crashed server, or a crashed `dadi mount`) is cleaned up by the same code.
+ * A mount that outlives the command (`dadi mount` / `dadi umount`): an NBD server started as a
+ * detached process on a private unix socket, then the host mounter's attach and mount — and the
+ * reverse. The record on disk is the mounter's state plus the server: it is saved after every
+ * step, and teardown (in whichever process) undoes whatever the record and the kernel say
+ * exists, so a failure at any point (or a crashed server, or a crashed `dadi mount`) is cleaned
+ * up by the same code.
  */
 import { mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, join, resolve } from 'node:path';
-import { attachExport, detachExport } from './attach.ts';
-import { mountFs, unmountFs } from './mount-fs.ts';
 import { mountAt } from './mount-table.ts';
+import { attachAndMount, checkSocketPath, undoMount } from './mounter.ts';
 import { isRunning, startDetached, terminate } from './processes.ts';
 import { HostStepError } from './run-tool.ts';
 import { createRecord, listRecords, loadRecord, removeRecord, saveRecord, stateDir as defaultStateDir, workDirFor, type MountRecord } from './state.ts';
@@ -61,11 +62,6 @@ async function waitForServer(rec: MountRecord, exited: Promise<number | null>, t
   }
 }
 
-async function deviceReadOnly(device: string): Promise<boolean> {
-  const flag = await readFile(`/sys/block/${basename(device)}/ro`, 'utf8').catch(() => '0');
-  return flag.trim() === '1';
-}
-
 async function checkMountPoint(dir: string): Promise<string> {
   const abs = resolve(dir);
   const st = await stat(abs).catch(() => undefined);
@@ -80,10 +76,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
   const mountPoint = await checkMountPoint(opts.mountPoint);
   const workDir = workDirFor(dir, mountPoint);
   const socket = join(workDir, 'nbd.sock');
-  // sockaddr_un holds 108 bytes including the terminating NUL.
-  if (Buffer.byteLength(socket) > 107) {
-    throw new HostStepError('prepare state directory', `socket path ${socket} is longer than 107 bytes; set DADI_STATE_DIR to a shorter directory`);
-  }
+  checkSocketPath(socket, 'set DADI_STATE_DIR to a shorter directory');
   const rec: MountRecord = {
     version: 1, mountPoint, workDir, image: opts.image, readOnly: opts.readOnly,
     ...(opts.writableDir ? { writableDir: resolve(opts.writableDir) } : {}),
@@ -97,14 +90,9 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
     rec.server.identity = identity;
     await saveRecord(dir, rec);
     await waitForServer(rec, exited, opts.serverTimeoutMs ?? 30_000);
-    rec.device = await attachExport(socket, workDir, opts.readOnly, async (a) => { rec.attach = a; await saveRecord(dir, rec); });
-    // A read-only export (no writable layer) gives a read-only device; mount it read-only
-    // rather than let mount(8) silently fall back and leave the record saying rw.
-    if (!rec.readOnly && (await deviceReadOnly(rec.device))) rec.readOnly = true;
-    await saveRecord(dir, rec);
-    rec.fsType = await mountFs(rec.device, mountPoint, { readOnly: rec.readOnly, extraOptions: opts.mountOptions });
-    rec.mounted = true;
-    await saveRecord(dir, rec);
+    await attachAndMount(socket, rec, {
+      workDir, ...(opts.mountOptions ? { mountOptions: opts.mountOptions } : {}), progress: () => saveRecord(dir, rec),
+    });
     return rec;
   } catch (err) {
     try {
@@ -123,17 +111,7 @@ export async function mountImage(opts: MountImageOptions): Promise<MountRecord> 
  */
 async function teardown(dir: string, rec: MountRecord, force: boolean): Promise<void> {
   const serverAlive = isRunning(rec.server.identity);
-  const mounted = await mountAt(rec.mountPoint);
-  let lazy = false;
-  // Only our own mount: the record may predate the mount, and DIR may hold someone else's.
-  if (mounted && rec.device && mounted.source === rec.device) {
-    lazy = (await unmountFs(rec.mountPoint, force || !serverAlive)) === 'lazy';
-  }
-  rec.mounted = false;
-  const errors: string[] = [];
-  if (rec.attach) {
-    try { await detachExport(rec.attach, lazy); } catch (err) { errors.push((err as Error).message); }
-  }
+  const { errors } = await undoMount(rec, force || !serverAlive);
   const ended = await terminate(rec.server.identity);
   if (ended === 'killed') errors.push(`stop server: pid ${rec.server.identity!.pid} ignored SIGTERM and was killed; unflushed writes may be lost`);
   if (errors.length > 0 && !(errors.length === 1 && ended === 'killed')) {

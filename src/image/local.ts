@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Disk } from '../io/types.ts';
 import { SECTOR } from '../format/lsmt/types.ts';
 import { createWritableLayer } from '../format/lsmt/writable.ts';
-import { openStackFromFiles, parsePair, type LowerSpec, type WritablePairPaths } from '../disk/open-stack.ts';
+import { openStackFromFiles, parsePair, type LowerSpec, type WritablePairPaths } from './chain/files.ts';
 import { loadDeviceConfig, writeResultFile } from './device-config.ts';
 
 export interface LocalImageOptions {

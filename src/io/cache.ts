@@ -2,7 +2,8 @@
  * The persistent blob cache: a directory of sparse per-blob data files with presence maps
  * (`blobs/sha256/<hex>.data` + `.map`), a byte capacity enforced by LRU eviction of whole blobs
  * that are not open, and per-blob stats exported to Prometheus. `open()` wraps any upstream
- * ByteSource (registry blob, p2p peer) in a CachedSource.
+ * ByteSource (registry blob, p2p peer) in a CachedSource shared by every open handle of the blob
+ * and returns a new CacheHandle; the blob stays open until its last handle is closed.
  *
  * Access time for LRU is the map file's mtime, touched at open and at close, so it survives
  * restarts. Blobs are removed map first, data second: a crash in between leaves a data file
@@ -17,11 +18,14 @@ import { errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { cacheMetrics, type CacheMetrics, type CacheMetricsSource } from './cache/metrics.ts';
 import { loadPresence, MAP_TEMP_SUFFIX, PresenceMap, readPresenceSummary, replaceMapFile } from './cache/presence.ts';
+import { CacheHandle, type HandleOwner } from './cache/handle.ts';
 import { CachedSource, type CacheHooks, type CachedSourceOptions } from './cache/source.ts';
 import { BlobStats, type BlobStatsSnapshot } from './cache/stats.ts';
 import type { ByteSource } from './types.ts';
 
 export { CachedSource, type CachedSourceOptions } from './cache/source.ts';
+export { CacheHandle } from './cache/handle.ts';
+export { ReadAheadSource } from './cache/read-ahead.ts';
 export type { BackgroundDownload, BackgroundDownloadOptions, BackgroundResult } from './cache/background.ts';
 export type { BlobStatsSnapshot } from './cache/stats.ts';
 
@@ -57,9 +61,11 @@ interface Entry {
   bytes: number;
   lastAccess: number;
   source: CachedSource | undefined;
+  /** Open handles on `source`. */
+  handles: number;
 }
 
-export class BlobCache implements CacheMetricsSource {
+export class BlobCache implements CacheMetricsSource, HandleOwner {
   readonly refillUnit: number;
   readonly capacityBytes: number;
   usedBytes = 0;
@@ -83,7 +89,6 @@ export class BlobCache implements CacheMetricsSource {
     this.hooks = {
       inserted: (src, bytes) => this.adjust(src.digest, bytes),
       removed: (src, bytes) => this.adjust(src.digest, -bytes),
-      release: (src) => this.release(src),
       observeMissLatency: (digest, seconds) => this.metrics?.missLatency.observe({ blob: digest }, seconds),
     };
   }
@@ -126,7 +131,7 @@ export class BlobCache implements CacheMetricsSource {
       const summary = await readPresenceSummary(path);
       const st = await stat(path);
       const digest = `sha256:${hex}`;
-      this.entries.set(digest, { digest, bytes: summary?.presentBytes ?? 0, lastAccess: st.mtimeMs, source: undefined });
+      this.entries.set(digest, { digest, bytes: summary?.presentBytes ?? 0, lastAccess: st.mtimeMs, source: undefined, handles: 0 });
       this.usedBytes += summary?.presentBytes ?? 0;
     }
     if (this.usedBytes > this.capacityBytes) this.queueEviction();
@@ -144,7 +149,7 @@ export class BlobCache implements CacheMetricsSource {
    * blob that is already open shares its source (and the first upstream); the extra upstream
    * is closed when `ownsUpstream` (default).
    */
-  async open(digest: string, size: number, upstream: ByteSource, opts: CachedSourceOptions = {}): Promise<CachedSource> {
+  async open(digest: string, size: number, upstream: ByteSource, opts: CachedSourceOptions = {}): Promise<CacheHandle> {
     const { dataPath, mapPath } = this.paths(digest);
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`cache: bad blob size ${size} for ${digest}`);
     if (upstream.size !== size) {
@@ -161,9 +166,8 @@ export class BlobCache implements CacheMetricsSource {
       }
       if (existing?.source) {
         if (existing.source.size !== size) throw new Error(`cache: ${digest} is open with size ${existing.source.size}, not ${size}`);
-        existing.source.refs++;
         if (o.ownsUpstream ?? true) await upstream.close();
-        return existing.source;
+        return this.handle(existing.source);
       }
       let map = await loadPresence(mapPath, size, this.refillUnit);
       const data = await open(dataPath, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
@@ -185,9 +189,9 @@ export class BlobCache implements CacheMetricsSource {
       const src = new CachedSource(digest, size, upstream, map, { dataPath, mapPath, data, map: mapFh }, stats, this.hooks, o);
       const before = existing?.bytes ?? 0;
       this.usedBytes += map.presentBytes - before;
-      this.entries.set(digest, { digest, bytes: map.presentBytes, lastAccess: Date.now(), source: src });
+      this.entries.set(digest, { digest, bytes: map.presentBytes, lastAccess: Date.now(), source: src, handles: 0 });
       await touch(mapPath);
-      return src;
+      return this.handle(src);
     });
   }
 
@@ -200,7 +204,19 @@ export class BlobCache implements CacheMetricsSource {
     return s;
   }
 
-  private async release(src: CachedSource): Promise<void> {
+  /** A new handle on an open blob (HandleOwner; CacheHandle.share). */
+  handle(src: CachedSource): CacheHandle {
+    const entry = this.entries.get(src.digest);
+    if (entry?.source !== src || src.isClosing) throw new Error(`cache: ${src.digest} is not open`);
+    entry.handles++;
+    return new CacheHandle(src, this);
+  }
+
+  /** A handle was closed (HandleOwner); the last one shuts the blob down. */
+  async release(src: CachedSource): Promise<void> {
+    const entry = this.entries.get(src.digest);
+    if (entry?.source === src && --entry.handles > 0) return;
+    src.beginClose();
     await this.locked(async () => {
       await src.shutdown();
       const entry = this.entries.get(src.digest);
@@ -282,8 +298,9 @@ export class BlobCache implements CacheMetricsSource {
     const open = [...this.entries.values()].flatMap((e) => (e.source ? [e.source] : []));
     for (const src of open) {
       if (src.isClosing) continue; // its release is already queued; settle() waits for it
-      src.refs = 1;
-      await src.close();
+      const entry = this.entries.get(src.digest);
+      if (entry) entry.handles = 1;
+      await this.release(src);
     }
     await this.settle();
     this.closed = true;

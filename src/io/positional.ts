@@ -1,5 +1,5 @@
 /**
- * Positional file I/O for the writable layer: whole-buffer pwrite/pwritev loops over the raw fd.
+ * Positional file I/O over a raw fd: pread and whole-buffer pwrite/pwritev loops (local file sources, the writable layer).
  */
 import { read as fsRead, readSync as fsReadSync, write as fsWrite, writev as fsWritev } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';

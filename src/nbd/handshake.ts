@@ -3,6 +3,7 @@
  * transmission phase. Oldstyle is never offered; non-fixed clients may only send EXPORT_NAME.
  * Protocol violations throw HandshakeRefused and the caller drops the connection.
  */
+import type { DiskCaps } from '../io/types.ts';
 import * as P from './protocol.ts';
 
 export interface HandshakeIO {
@@ -16,6 +17,8 @@ export interface ExportInfo {
   description: string;
   size: number;
   writable: boolean;
+  /** What the disk declares it can do; the transmission flags advertise exactly that. */
+  caps: DiskCaps;
 }
 
 /** What was agreed for the transmission phase. */
@@ -45,8 +48,12 @@ const MAX_OPTIONS = 1024;
  */
 export function transmissionFlags(exp: ExportInfo, structured: boolean): number {
   let flags = P.TFLAG_HAS_FLAGS | P.TFLAG_SEND_FLUSH | P.TFLAG_SEND_CACHE | P.TFLAG_CAN_MULTI_CONN;
-  if (exp.writable) flags |= P.TFLAG_SEND_FUA | P.TFLAG_SEND_TRIM | P.TFLAG_SEND_WRITE_ZEROES;
-  else flags |= P.TFLAG_READ_ONLY;
+  if (!exp.writable) flags |= P.TFLAG_READ_ONLY;
+  else {
+    if (exp.caps.fua) flags |= P.TFLAG_SEND_FUA;
+    if (exp.caps.trim) flags |= P.TFLAG_SEND_TRIM;
+    if (exp.caps.zero) flags |= P.TFLAG_SEND_WRITE_ZEROES;
+  }
   if (structured) flags |= P.TFLAG_SEND_DF;
   return flags;
 }

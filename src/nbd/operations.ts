@@ -2,7 +2,7 @@
  * The NBD commands that are more than one Disk call: sparse structured reads (data and hole
  * chunks from the disk's extents), block status for base:allocation, zero writes, and cache.
  */
-import type { Disk, DiskExtent } from '../io/types.ts';
+import { canReadMapped, hasExtents, type Disk, type DiskExtent } from '../io/types.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import * as P from './protocol.ts';
 import { writeChunkHeader, writeU64 } from './replies.ts';
@@ -33,15 +33,6 @@ function zeroRuns(extents: DiskExtent[], offset: number, length: number): Array<
   return runs;
 }
 
-/** A disk that can read and report the allocation map of what it read in one index walk. */
-interface MappedReader {
-  readMapped(dst: Uint8Array, offset: number): Promise<DiskExtent[]>;
-}
-
-function canReadMapped(disk: Disk): disk is Disk & MappedReader {
-  return typeof (disk as Partial<MappedReader>).readMapped === 'function';
-}
-
 /**
  * Reads [offset, offset+data.length) into `data` and returns the structured reply chunks for it:
  * OFFSET_DATA chunks referencing `data`, OFFSET_HOLE chunks for zero runs, and a final NONE chunk
@@ -51,8 +42,11 @@ export async function sparseRead(disk: Disk, data: Buffer, offset: number, hi: n
   let extents: DiskExtent[];
   if (canReadMapped(disk)) {
     extents = await disk.readMapped(data, offset);
+  } else if (hasExtents(disk)) {
+    extents = await disk.extents(offset, data.length);
+    await disk.read(data, offset);
   } else {
-    extents = await disk.extents!(offset, data.length);
+    extents = [];
     await disk.read(data, offset);
   }
   // Short zero runs go out as data (a hole chunk would cost more than it saves); then merge.
@@ -87,7 +81,7 @@ export async function sparseRead(disk: Disk, data: Buffer, offset: number, hi: n
 /** The BLOCK_STATUS reply chunk (with DONE) for base:allocation over [offset, offset+length). */
 export async function blockStatus(disk: Disk, offset: number, length: number, reqOne: boolean, hi: number, lo: number): Promise<Buffer> {
   const descriptors: Array<[number, number]> = [];
-  if (disk.extents) {
+  if (hasExtents(disk)) {
     const end = offset + length;
     let at = offset;
     for (const e of await disk.extents(offset, length)) {

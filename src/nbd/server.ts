@@ -106,6 +106,7 @@ export class NbdServer {
       description: this.opts.description ?? '',
       size: this.disk.size,
       writable: this.disk.writable,
+      caps: this.disk.caps,
     }, {
       pool: this.opts.pool ?? sharedPool,
       log: this.log,

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { Disk } from '../io/types.ts';
+import { hasExtents, type Disk } from '../io/types.ts';
 import { errorMessage } from '../errors.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import type { ByteQueue } from './byte-queue.ts';
@@ -214,7 +214,7 @@ export class Transmission {
         case P.CMD_READ: {
           job.buf = this.opts.pool.acquire(job.length);
           job.data = job.buf.subarray(0, job.length);
-          if (this.session.structured && disk.extents && job.length >= this.opts.holeThreshold && (job.flags & P.CMD_FLAG_DF) === 0) {
+          if (this.session.structured && hasExtents(disk) && job.length >= this.opts.holeThreshold && (job.flags & P.CMD_FLAG_DF) === 0) {
             sparseRead(disk, job.data, job.offset, job.hi, job.lo).then(job.setChunks, job.failed);
           } else {
             disk.read(job.data, job.offset).then(job.done, job.failed);
@@ -231,7 +231,7 @@ export class Transmission {
           disk.trim(job.offset, job.length).then(fua ? job.flushThenDone : job.done, job.failed);
           break;
         case P.CMD_WRITE_ZEROES:
-          ((job.flags & P.CMD_FLAG_NO_HOLE) !== 0 ? writeZeroes(disk, job.offset, job.length) : disk.trim(job.offset, job.length))
+          ((job.flags & P.CMD_FLAG_NO_HOLE) !== 0 || !disk.caps.trim ? writeZeroes(disk, job.offset, job.length) : disk.trim(job.offset, job.length))
             .then(fua ? job.flushThenDone : job.done, job.failed);
           break;
         case P.CMD_BLOCK_STATUS:

@@ -29,6 +29,9 @@ export function refusal(type: number, flags: number, offset: number, length: num
   if (type === P.CMD_FLUSH) return offset === 0 && length === 0 ? null : [P.EINVAL, 'FLUSH with nonzero offset or length'];
   const writes = type === P.CMD_WRITE || type === P.CMD_TRIM || type === P.CMD_WRITE_ZEROES;
   if (writes && !disk.writable) return [P.EPERM, `${name} on a read-only export`];
+  if ((type === P.CMD_TRIM && !disk.caps.trim) || (type === P.CMD_WRITE_ZEROES && !disk.caps.zero)) {
+    return [P.EINVAL, `${name}: the export does not support it`];
+  }
   if (type === P.CMD_BLOCK_STATUS && !session.metaContext) return [P.EINVAL, 'BLOCK_STATUS without a negotiated metadata context'];
   if (length === 0) return [P.EINVAL, `${name} of zero bytes`];
   if ((type === P.CMD_READ || type === P.CMD_WRITE) && length > P.MAX_BLOCK_SIZE) {

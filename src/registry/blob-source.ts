@@ -3,11 +3,12 @@
  * client (which authenticates, follows storage redirects, retries transient faults and checks the
  * answer's range and length). Reads are independent, so any number may run at once.
  */
-import type { ByteSource } from './types.ts';
-import type { RegistryClient, RepositoryRef } from '../registry/client.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../io/types.ts';
+import type { RegistryClient, RepositoryRef } from './client.ts';
 
 export class HttpRangeSource implements ByteSource {
   readonly name: string;
+  readonly caps = PLAIN_SOURCE;
 
   /** `size` is the blob size from its descriptor; use `HttpRangeSource.open` to learn it by HEAD. */
   constructor(private readonly client: RegistryClient, private readonly repo: RepositoryRef,

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
 import { resolve } from 'node:path';
-import { addRemoteOptions, remoteFlagArgs, remoteImageOptions, type RemoteFlags } from '../../../src/image/remote/cli-options.ts';
+import { addRemoteOptions, remoteFlagArgs, remoteImageOptions, type RemoteFlags } from '../../src/cli/remote-options.ts';
 
 function parse(argv: string[]): RemoteFlags {
   const cmd = addRemoteOptions(new Command('x').exitOverride()).argument('[rest...]');

@@ -12,7 +12,7 @@ import { copyFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { readFileSync } from 'node:fs';
-import { openStackFromFiles, type LowerSpec } from '../../src/disk/open-stack.ts';
+import { openStackFromFiles, type LowerSpec } from '../../src/image/chain/files.ts';
 import { tempDir, vector, vectorsDir } from '../helpers/env.ts';
 import { diskSha256 } from './stack-hash.ts';
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { LayerStack, MAX_EXTENT_RUNS } from '../../src/disk/layer-stack.ts';
 import { DiskError } from '../../src/errors.ts';
-import type { ByteSource } from '../../src/io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../../src/io/types.ts';
 import { normalise, patternLayer, SyntheticLayer, type PlainExtent } from './synthetic.ts';
 
 const SECTORS = 128;
@@ -138,6 +138,7 @@ test('adjacent extents contiguous in one layer file are fetched with one source 
   const calls: Array<[number, number]> = [];
   const inner = layer.data;
   const counting: ByteSource = {
+    caps: PLAIN_SOURCE,
     size: inner.size,
     name: 'counting',
     read: (dst, off) => { calls.push([off, dst.length]); return inner.read(dst, off); },
@@ -163,8 +164,8 @@ test('extents reports holes, zeroed extents and data, clipped to unaligned range
 });
 
 test('size is the top-most non-zero virtual size unless given', async () => {
-  const a = new SyntheticLayer('a', 4096, [], { size: 0, read: async () => 0, close: async () => {} });
-  const b = new SyntheticLayer('b', 0, [], { size: 0, read: async () => 0, close: async () => {} });
+  const a = new SyntheticLayer('a', 4096, [], { caps: PLAIN_SOURCE, size: 0, read: async () => 0, close: async () => {} });
+  const b = new SyntheticLayer('b', 0, [], { caps: PLAIN_SOURCE, size: 0, read: async () => 0, close: async () => {} });
   assert.equal((await LayerStack.open({ lowers: [a, b] })).size, 4096);
   assert.equal((await LayerStack.open({ lowers: [a, b], size: 1024 })).size, 1024);
   await assert.rejects(LayerStack.open({ lowers: [b] }), /no layer of the stack gives a virtual size/);
@@ -198,6 +199,7 @@ test('more than 255 lower layers is refused, naming the count', async () => {
 
 test('a failing lower source surfaces as EIO naming the layer, never as bytes', async () => {
   const broken: ByteSource = {
+    caps: PLAIN_SOURCE,
     size: 1 << 20,
     name: '/blobs/broken.zlsmt',
     read: async () => { throw new Error('CRC mismatch in block 3'); },
@@ -213,7 +215,7 @@ test('a failing lower source surfaces as EIO naming the layer, never as bytes', 
   await stack.read(ok, 0);
   // A source that ends early is an error too.
   const short = new SyntheticLayer('short', SIZE, [{ offset: 0, length: 2, moffset: 8, zeroed: false }],
-    { size: 10, name: 'short.lsmt', read: async (dst) => Math.min(dst.length, 10), close: async () => {} });
+    { caps: PLAIN_SOURCE, size: 10, name: 'short.lsmt', read: async (dst) => Math.min(dst.length, 10), close: async () => {} });
   const s2 = await LayerStack.open({ lowers: [short] });
   await assert.rejects(s2.read(new Uint8Array(1024), 0), (e: unknown) => e instanceof DiskError && e.code === 'EIO' && /short read/.test(e.message));
 });
@@ -221,6 +223,7 @@ test('a failing lower source surfaces as EIO naming the layer, never as bytes', 
 test('an unaligned read whose edge fails rejects only after its middle part is done with the buffer', async () => {
   let middleDone = false;
   const data: ByteSource = {
+    caps: PLAIN_SOURCE,
     size: 64 * 512, name: 'edge-fails',
     read: async (dst, offset) => {
       if (offset === 0) throw new DiskError('EIO', 'edge sector unreadable');

@@ -3,7 +3,8 @@ import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { BlobCache, type BackgroundDownload, type CachedSource } from '../../src/io/cache.ts';
+import { BlobCache, ReadAheadSource, type BackgroundDownload, type CacheHandle } from '../../src/io/cache.ts';
+import type { ByteSource } from '../../src/io/types.ts';
 import { tempDir } from '../helpers/env.ts';
 import { CountingSource, HttpTestSource } from './cache/http-source.ts';
 import { makeBlob } from './cache/fixture.ts';
@@ -38,14 +39,17 @@ test('property: random concurrent reads with restarts, faults and background fil
     let cache = await openCache();
     let up = new CountingSource(new HttpTestSource(server.url, SIZE));
     let download: BackgroundDownload | undefined;
-    let src: CachedSource = await cache.open(digest, SIZE, up, { readAheadBytes: readAhead ? 3 * UNIT : 0 });
+    const withReadAhead = (h: CacheHandle): ByteSource => (readAhead ? new ReadAheadSource(h, 3 * UNIT) : h);
+    let src: CacheHandle = await cache.open(digest, SIZE, up);
+    let reader = withReadAhead(src);
     try {
       for (const s of steps) {
         if (s.kind === 'restart') {
           await cache.close();
           cache = await openCache();
           up = new CountingSource(new HttpTestSource(server.url, SIZE));
-          src = await cache.open(digest, SIZE, up, { readAheadBytes: readAhead ? 3 * UNIT : 0 });
+          src = await cache.open(digest, SIZE, up);
+          reader = withReadAhead(src);
         } else if (s.kind === 'fault') {
           up.failNext = 1;
         } else if (s.kind === 'background') {
@@ -55,7 +59,7 @@ test('property: random concurrent reads with restarts, faults and background fil
             const dst = new Uint8Array(length);
             let n: number;
             try {
-              n = await src.read(dst, offset);
+              n = await reader.read(dst, offset);
             } catch (err) {
               // The only acceptable failure is the injected upstream fault, reported as EIO.
               assert.match((err as Error).message, /EIO: blob sha256:.*injected upstream failure/);

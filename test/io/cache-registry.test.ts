@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
 import { BlobCache } from '../../src/io/cache.ts';
-import { HttpRangeSource } from '../../src/io/http-range.ts';
+import { HttpRangeSource } from '../../src/registry/blob-source.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { requireSystem, tempDir } from '../helpers/env.ts';
 import { startDockerRegistry } from '../helpers/registry.ts';

@@ -13,7 +13,7 @@ const PAGE = 4 * KiB;
 test('a 4 KiB read straddling two missing units fetches one unit-sized window across the boundary; the rest of each unit comes once', async (t) => {
   const size = 2 * MiB + 10_000; // a short last unit
   const f = await fixture(t, { size });
-  const { src, up } = await f.open({ readAheadBytes: 0 });
+  const { src, up } = await f.open();
   const dst = new Uint8Array(4 * KiB);
   const readAt = async (offset: number): Promise<void> => {
     dst.fill(0);
@@ -51,12 +51,12 @@ test('a 4 KiB read straddling two missing units fetches one unit-sized window ac
 
 test('a straddling window survives a restart: its pages are present, the rest is fetched', async (t) => {
   const f = await fixture(t, { size: 1 * MiB });
-  let { src } = await f.open({ readAheadBytes: 0 });
+  let { src } = await f.open();
   await src.read(new Uint8Array(8 * KiB), 2 * U - 3 * KiB);
   await src.read(new Uint8Array(8 * KiB), 2 * U + KiB);
   assert.deepEqual(f.server.requests, [{ start: 2 * U - PAGE, end: 3 * U - PAGE }]);
   await f.reopen();
-  ({ src } = await f.open({ readAheadBytes: 0 }));
+  ({ src } = await f.open());
   const dst = new Uint8Array(U);
   await src.read(dst, 2 * U - PAGE);
   assert.deepEqual(Buffer.from(dst), f.body.subarray(2 * U - PAGE, 3 * U - PAGE));
@@ -75,7 +75,7 @@ test('property: a read of at most one refill unit fetches at most one unit (or i
     fc.array(fc.record({ offset: fc.integer({ min: 0, max: size - 1 }), length: fc.integer({ min: 1, max: unit }) }), { minLength: 1, maxLength: 30 }),
     async (reads) => {
       // A fresh blob per run: a distinct digest keeps the runs' caches apart.
-      const { src, up } = await f.open({ readAheadBytes: 0 });
+      const { src, up } = await f.open();
       try {
         await src.discard();
         run++;

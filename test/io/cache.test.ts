@@ -79,10 +79,10 @@ test('coalesced requests are capped by maxCoalesceBytes', async (t) => {
 
 test('sequential reads trigger read-ahead: upstream requests run ahead of demand', async (t) => {
   const f = await fixture(t, { size: 4 * MiB });
-  const { src } = await f.open({ readAheadBytes: 4 * U });
+  const { reader } = await f.open({ readAheadBytes: 4 * U });
   const dst = new Uint8Array(64 * KiB);
   for (let off = 0; off < 3 * 64 * KiB; off += 64 * KiB) {
-    await src.read(dst, off);
+    await reader.read(dst, off);
     assert.deepEqual(Buffer.from(dst), f.body.subarray(off, off + dst.length));
   }
   // Demand has touched only unit 0, yet upstream is asked for what follows.
@@ -90,7 +90,7 @@ test('sequential reads trigger read-ahead: upstream requests run ahead of demand
   assert.ok(f.cache.blobStats(f.digest)!.readAheadRequests >= 1);
   // Keep streaming: read-ahead keeps upstream ahead, so most demand reads become hits.
   for (let off = 0; off < 2 * MiB; off += 64 * KiB) {
-    await src.read(dst, off);
+    await reader.read(dst, off);
     assert.deepEqual(Buffer.from(dst), f.body.subarray(off, off + dst.length));
   }
   const demandUnits = new Set(Array.from({ length: 8 }, (_, i) => i));
@@ -101,9 +101,9 @@ test('sequential reads trigger read-ahead: upstream requests run ahead of demand
 
 test('random (non-sequential) reads trigger no read-ahead', async (t) => {
   const f = await fixture(t, { size: 4 * MiB });
-  const { src } = await f.open({ readAheadBytes: 4 * U });
+  const { reader } = await f.open({ readAheadBytes: 4 * U });
   const dst = new Uint8Array(4 * KiB);
-  for (const unit of [9, 2, 14, 5, 11, 0, 7]) await src.read(dst, unit * U + 1000);
+  for (const unit of [9, 2, 14, 5, 11, 0, 7]) await reader.read(dst, unit * U + 1000);
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(f.server.requests.length, 7);
   assert.equal(f.cache.blobStats(f.digest)!.readAheadRequests, 0);
@@ -239,7 +239,8 @@ test('opening the same blob twice shares one source; it closes with the last han
   const f = await fixture(t, { size: 1 * MiB });
   const a = await f.open();
   const b = await f.open();
-  assert.equal(a.src, b.src);
+  assert.notEqual(a.src, b.src, 'each open gives its own handle');
+  assert.equal(a.src.blob, b.src.blob, 'on one shared source');
   assert.ok(b.up.closed, 'the unused second upstream is closed');
   await a.src.read(new Uint8Array(10), 0);
   await a.src.close();
@@ -271,7 +272,7 @@ test('kill -9 without close: units cached before the periodic map flush survive,
   await new Promise((r) => child.once('exit', r));
   assert.equal(f.server.requests.length, 3);
   await f.reopen();
-  const { src, up } = await f.open({ readAheadBytes: 0 });
+  const { src, up } = await f.open();
   const dst = new Uint8Array(U);
   for (const u of [5, 1, 4]) {
     await src.read(dst, u * U);

@@ -1,5 +1,5 @@
 /**
- * LocalFileSource's adaptive backoff: a slow synchronous read (a page-cache miss, or the thread
+ * FileSource's adaptive backoff: a slow synchronous read (a page-cache miss, or the thread
  * merely preempted) sends reads async for a short while; the backoff doubles only while the
  * reads after it stay slow, and one fast read starts it over.
  */
@@ -8,23 +8,23 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { LocalFileSource, MAX_BACKOFF_MS, MIN_BACKOFF_MS } from '../../src/disk/local-file.ts';
+import { FileSource, MAX_BACKOFF_MS, MIN_BACKOFF_MS } from '../../src/io/file.ts';
 import { tempDir } from '../helpers/env.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function open(t: import('node:test').TestContext): Promise<{ src: LocalFileSource; bytes: Buffer }> {
+async function open(t: import('node:test').TestContext): Promise<{ src: FileSource; bytes: Buffer }> {
   const dir = await tempDir(t);
   const bytes = randomBytes(64 * 1024);
   const path = join(dir, 'layer.bin');
   await writeFile(path, bytes);
-  const src = await LocalFileSource.open(path);
+  const src = await FileSource.open(path);
   t.after(() => src.close());
   return { src, bytes };
 }
 
 /** Waits until the source reads synchronously again, then reads one block synchronously. */
-async function syncRead(src: LocalFileSource, bytes: Buffer, at: number): Promise<void> {
+async function syncRead(src: FileSource, bytes: Buffer, at: number): Promise<void> {
   while (!src.synchronous) await sleep(1);
   const dst = new Uint8Array(4096);
   assert.equal(await src.read(dst, at), 4096);
@@ -66,7 +66,7 @@ test('an explicit asyncBackoffMs is a fixed backoff', async (t) => {
   const dir = await tempDir(t);
   const path = join(dir, 'f');
   await writeFile(path, randomBytes(8192));
-  const src = await LocalFileSource.open(path, { slowReadNs: 0, asyncBackoffMs: 30 });
+  const src = await FileSource.open(path, { slowReadNs: 0, asyncBackoffMs: 30 });
   t.after(() => src.close());
   for (let i = 0; i < 3; i++) {
     while (!src.synchronous) await sleep(1);

@@ -1,4 +1,4 @@
-/** LocalFileSource: the same bytes whether a read runs synchronously or in the thread pool. */
+/** FileSource: the same bytes whether a read runs synchronously or in the thread pool. */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { LocalFileSource, SYNC_READ_MAX } from '../../src/disk/local-file.ts';
+import { FileSource, SYNC_READ_MAX } from '../../src/io/file.ts';
 import { tempDir } from '../helpers/env.ts';
 
 const SIZE = 3 * SYNC_READ_MAX + 1234;
@@ -21,8 +21,8 @@ async function fixture(t: import('node:test').TestContext): Promise<{ path: stri
 
 test('random reads match the file in synchronous and async modes, short only at the end', async (t) => {
   const { path, bytes } = await fixture(t);
-  const fast = await LocalFileSource.open(path);
-  const slow = await LocalFileSource.open(path, { asyncOnly: true });
+  const fast = await FileSource.open(path);
+  const slow = await FileSource.open(path, { asyncOnly: true });
   t.after(() => Promise.all([fast.close(), slow.close()]));
   assert.equal(fast.size, SIZE);
   assert.equal(fast.synchronous, true);
@@ -41,7 +41,7 @@ test('random reads match the file in synchronous and async modes, short only at 
 test('a slow synchronous read sends small reads to the thread pool until the backoff ends', async (t) => {
   const { path, bytes } = await fixture(t);
   // Every read counts as slow: the first goes synchronous, then the source backs off.
-  const src = await LocalFileSource.open(path, { slowReadNs: 0, asyncBackoffMs: 1000 });
+  const src = await FileSource.open(path, { slowReadNs: 0, asyncBackoffMs: 1000 });
   t.after(() => src.close());
   const dst = new Uint8Array(4096);
   assert.equal(await src.read(dst, 4096), 4096);
@@ -59,7 +59,7 @@ test('close waits for async reads in flight, then releases the descriptor; later
   const { path, bytes } = await fixture(t);
   const fds = (): number => readdirSync('/proc/self/fd').length;
   const before = fds();
-  const src = await LocalFileSource.open(path, { asyncOnly: true });
+  const src = await FileSource.open(path, { asyncOnly: true });
   const dst = new Uint8Array(SIZE);
   const pending = src.read(dst, 0);
   await src.close();
@@ -67,13 +67,13 @@ test('close waits for async reads in flight, then releases the descriptor; later
   assert.deepEqual(Buffer.from(dst), bytes);
   assert.equal(fds(), before);
   await assert.rejects(src.read(new Uint8Array(10), 0), /read after close/);
-  await assert.rejects(LocalFileSource.open(join(path, 'missing')), /ENOTDIR|ENOENT/);
+  await assert.rejects(FileSource.open(join(path, 'missing')), /ENOTDIR|ENOENT/);
   t.diagnostic('closed cleanly');
 });
 
 test('bad offsets reject instead of reading elsewhere', async (t) => {
   const { path } = await fixture(t);
-  const src = await LocalFileSource.open(path);
+  const src = await FileSource.open(path);
   t.after(() => src.close());
   await assert.rejects(src.read(new Uint8Array(8), -1), RangeError);
   await assert.rejects(src.read(new Uint8Array(8), 0.5), RangeError);

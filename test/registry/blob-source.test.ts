@@ -6,14 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { HttpRangeSource } from '../../src/io/http-range.ts';
+import { HttpRangeSource } from '../../src/registry/blob-source.ts';
 import { readFully } from '../../src/io/types.ts';
 import { RegistryClient } from '../../src/registry/client.ts';
 import { sha256Digest } from '../../src/registry/digest.ts';
 import { registryMetrics } from '../../src/registry/metrics.ts';
 import { startEmbeddedRegistry } from '../helpers/registry.ts';
 import { startFaultProxy } from '../helpers/fault-proxy.ts';
-import { pseudoRandom } from '../registry/image-fixture.ts';
+import { pseudoRandom } from './image-fixture.ts';
 
 const blob = pseudoRandom(200_001, 5);
 

@@ -9,7 +9,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.ts';
 import { RegistryError } from '../../src/registry/errors.ts';
-import { HttpRangeSource } from '../../src/io/http-range.ts';
+import { HttpRangeSource } from '../../src/registry/blob-source.ts';
 import { startEmbeddedRegistry } from '../helpers/registry.ts';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.ts';
 import { pseudoRandom } from './image-fixture.ts';

@@ -9,7 +9,7 @@ import { RegistryClient } from '../../src/registry/client.ts';
 import { RegistryError } from '../../src/registry/errors.ts';
 import { MediaType } from '../../src/registry/media-types.ts';
 import { sha256Digest } from '../../src/registry/digest.ts';
-import { HttpRangeSource } from '../../src/io/http-range.ts';
+import { HttpRangeSource } from '../../src/registry/blob-source.ts';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileSource } from '../../src/io/file.ts';

@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .action(async (layers: string[], opts: CatOptions) => {
       const { existsSync } = await import('node:fs');
       const { open } = await import('node:fs/promises');
-      const { openStackFromFiles, parsePair } = await import('../../disk/open-stack.ts');
+      const { openStackFromFiles, parsePair } = await import('../../image/chain/files.ts');
       const { copyDiskToFile, copyDiskToStream } = await import('../../disk/copy-out.ts');
       const { parseSize } = await import('../../util/size.ts');
       const lowers = layers.map((l) => (l.includes(',') && !existsSync(l) ? parsePair(l, 'layer') : l));

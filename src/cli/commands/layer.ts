@@ -71,9 +71,9 @@ export function register(program: Command): void {
     .argument('<index>', 'writable layer index file')
     .argument('<out>', 'output layer file'))
     .action(async (data: string, index: string, out: string, opts: CommitCliOptions) => {
-      const { openWritablePairForCommit } = await import('../../format/lsmt/local-data-file.ts');
+      const { openWritablePairFiles } = await import('../../format/lsmt/readonly.ts');
       // The data file reads synchronously, so commit gathers extents without the thread pool.
-      const src = await openWritablePairForCommit(data, index);
+      const src = await openWritablePairFiles(data, index);
       await commitFrom(src, data, out, opts);
     });
 

@@ -5,7 +5,7 @@
  * passed on. `dadi mount --list` shows the recorded mounts.
  */
 import type { Command } from 'commander';
-import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
+import { addRemoteOptions, type RemoteFlags } from '../remote-options.ts';
 
 interface MountOptions extends RemoteFlags { writable?: string; readOnly?: boolean; size?: string; options?: string; json?: boolean; list?: boolean }
 
@@ -54,7 +54,7 @@ export function register(program: Command): void {
       const image = args.slice(0, -1);
       const dir = args[args.length - 1]!;
       const writable = opts.writable ? resolve(opts.writable) : undefined;
-      const { pickRemoteImage, remoteFlagArgs, remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const { pickRemoteImage, remoteFlagArgs, remoteImageOptions } = await import('../remote-options.ts');
       const remote = await pickRemoteImage(image);
       if (remote) {
         if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');

@@ -6,7 +6,7 @@
  * JSON with --json), --ready-fd and --pid-file are written at that moment too.
  */
 import type { Command } from 'commander';
-import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
+import { addRemoteOptions, type RemoteFlags } from '../remote-options.ts';
 import type { RemoteImage } from '../../image/remote.ts';
 import type { Disk } from '../../io/types.ts';
 
@@ -53,7 +53,7 @@ export function register(program: Command): void {
       const { createWriteStream } = await import('node:fs');
       const { NbdServer, parseListenAddress, formatListenAddress } = await import('../../nbd/server.ts');
       const { openLocalImage } = await import('../../image/local.ts');
-      const { pickRemoteImage, remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const { pickRemoteImage, remoteImageOptions } = await import('../remote-options.ts');
       const { parseSize } = await import('../../util/size.ts');
       const { log } = await import('../../util/log.ts');
       const { errorMessage } = await import('../../errors.ts');

@@ -16,21 +16,9 @@
  *   scattered layer), which is why those stages are large.
  */
 import { FormatError } from '../../errors.ts';
-import type { ByteSource } from '../../io/types.ts';
+import { canReadSync, type ByteSource, type SyncReadable } from '../../io/types.ts';
 import type { Sink } from '../../io/sink.ts';
 
-/** A source that can also read synchronously, such as a local file (whose pages are usually cached). */
-export interface SyncReadableSource extends ByteSource {
-  /**
-   * Like fs.readSync: up to `length` bytes at `position` into `dst` from `dstOffset`; returns
-   * the count, short only where the source ends. Throws on I/O errors.
-   */
-  readSync(dst: Uint8Array, dstOffset: number, length: number, position: number): number;
-}
-
-export function canReadSync(s: ByteSource): s is SyncReadableSource {
-  return typeof (s as Partial<SyncReadableSource>).readSync === 'function';
-}
 
 export interface StageTuning {
   /** Bytes per stage (two are allocated); capped by the bytes to copy. */
@@ -69,7 +57,7 @@ export class StagedCopy {
   private pLen: number[] = [];
   private readonly scratch: Uint8Array[] = [];
   private readonly file: string;
-  private readonly sync: SyncReadableSource | null;
+  private readonly sync: SyncReadable | null;
   private readonly slowReadMs: number;
 
   /** `total`: the bytes that will be copied, so a small layer does not get full-size stages. */
@@ -143,7 +131,7 @@ export class StagedCopy {
     return b;
   }
 
-  private async gatherSync(src: SyncReadableSource, order: Uint32Array): Promise<void> {
+  private async gatherSync(src: SyncReadable, order: Uint32Array): Promise<void> {
     let slice = performance.now();
     let reads = 0;
     for (let a = 0; a < order.length;) {
@@ -222,7 +210,7 @@ export class StagedCopy {
     if (n !== dst.length) throw this.truncated(from, n, dst.length);
   }
 
-  private readSyncExact(src: SyncReadableSource, dst: Uint8Array, at: number, len: number, from: number): void {
+  private readSyncExact(src: SyncReadable, dst: Uint8Array, at: number, len: number, from: number): void {
     const n = src.readSync(dst, at, len, from);
     if (n !== len) throw this.truncated(from, n, len);
   }

@@ -5,6 +5,7 @@
  */
 import { FormatError } from '../../errors.ts';
 import { readFully, type ByteSource } from '../../io/types.ts';
+import { FileSource } from '../../io/file.ts';
 import {
   decodeHeader, FIRST_DATA_SECTOR, FLAG_HEADER, FLAG_SEALED, FLAG_SPARSE_RW, FLAG_TYPE_DATA, hasLsmtMagic, HT_SPACE,
 } from './header.ts';
@@ -195,4 +196,22 @@ export async function openWritablePairReadOnly(data: ByteSource, index: ByteSour
   if (ih.flags & FLAG_TYPE_DATA) throw new FormatError(indexName, 28, 'expected a writable layer index file, found a data file');
   const { map } = await replayIndexLog(index, data.size, indexName);
   return new OpenedLayer(name ?? dataName, 'writable', header, undefined, map.toIndex(), data, [index]);
+}
+
+/**
+ * The writable pair at these paths as a read-only layer (to stack below others, or to commit
+ * from: the data file declares synchronous reads, so commit gathers its extents piece by piece);
+ * both files are closed again if opening fails.
+ */
+export async function openWritablePairFiles(dataPath: string, indexPath: string): Promise<LsmtLayer> {
+  const data = await FileSource.open(dataPath);
+  let index: FileSource | undefined;
+  try {
+    index = await FileSource.open(indexPath);
+    return await openWritablePairReadOnly(data, index, dataPath);
+  } catch (err) {
+    await index?.close();
+    await data.close();
+    throw err;
+  }
 }

@@ -8,11 +8,11 @@
 import { randomUUID } from 'node:crypto';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { DiskError, FormatError } from '../../errors.ts';
-import type { ByteSource } from '../../io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../../io/types.ts';
 import { ExtentMap } from './extent-map.ts';
 import { decodeHeader, encodeHeader, FLAG_HEADER, FLAG_TYPE_DATA, headerFields, HT_SPACE, normalizeUuid } from './header.ts';
 import { replayIndexLog } from './log-replay.ts';
-import { preadOnce, writeAll, writevAll } from './positional-io.ts';
+import { preadOnce, writeAll, writevAll } from '../../io/positional.ts';
 import { encodeInvalidRecord, encodeRecord, RECORD_SIZE } from './records.ts';
 import { MAX_EXTENT_SECTORS, SECTOR, type ExtentVisitor, type LsmtHeaderFields, type SegmentIndex, type WritableLayer } from './types.ts';
 
@@ -32,6 +32,7 @@ export interface CreateWritableOptions {
 
 /** A growing file as a ByteSource: its size is what has been reserved so far. */
 class GrowingFileSource implements ByteSource {
+  readonly caps = PLAIN_SOURCE;
   constructor(private readonly fh: FileHandle, private readonly sizeOf: () => number, readonly name: string) {}
   get size(): number {
     return this.sizeOf();

@@ -8,6 +8,7 @@
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { FileSource } from '../../io/file.ts';
+import { NamedSource } from '../../io/filter.ts';
 import { openZFile } from './open.ts';
 import type { ZFileReader } from './reader.ts';
 import { replyError, type WorkerReply } from './worker-pool.ts';
@@ -45,9 +46,7 @@ async function readerFor(req: ChunkRequest): Promise<ZFileReader> {
     const previous = open;
     open = {
       key: req.key,
-      reader: FileSource.open(req.path).then((src) => openZFile({
-        size: src.size, name: req.name, read: (d, o) => src.read(d, o), close: () => src.close(),
-      })),
+      reader: FileSource.open(req.path).then((src) => openZFile(new NamedSource(src, req.name))),
     };
     if (previous) void previous.reader.then((r) => r.close(), () => undefined);
   }

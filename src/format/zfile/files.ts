@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { FormatError } from '../../errors.ts';
 import { FileSource } from '../../io/file.ts';
 import { FileSink, StreamSink, type Sink } from '../../io/sink.ts';
-import type { ByteSource } from '../../io/types.ts';
+import { NamedSource } from '../../io/filter.ts';
 import { TarWrapSink } from '../tar/writer.ts';
 import { openZFile } from './open.ts';
 import type { ZFileReader } from './reader.ts';
@@ -67,8 +67,7 @@ export async function decompressFile(input: string, output: string, opts: { veri
   try {
     const src = await FileSource.open(path);
     const name = input === '-' ? 'stdin' : input;
-    const named: ByteSource = { size: src.size, name, read: (d, o) => src.read(d, o), close: () => src.close() };
-    const reader = await openZFile(named);
+    const reader = await openZFile(new NamedSource(src, name));
     try {
       if (opts.verify && !reader.info.verify) {
         throw new FormatError(name, 88, 'the file carries no per-block checksums, so --verify cannot check it');

@@ -9,7 +9,7 @@
 import { FormatError } from '../../errors.ts';
 import { availableParallelism } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
-import { readFully, type ByteSource } from '../../io/types.ts';
+import { PLAIN_SOURCE, readFully, type ByteSource } from '../../io/types.ts';
 import { crc32c } from '../crc32c.ts';
 import { decodeInto } from './block-decode.ts';
 import type { DecodeFailure, DecodeRequest } from './block-decode-thread.ts';
@@ -104,6 +104,7 @@ interface Scratch {
 }
 
 export class ZFileReader implements ByteSource {
+  readonly caps = PLAIN_SOURCE;
   readonly size: number;
   readonly name: string;
   private readonly pool: Scratch[] = [];

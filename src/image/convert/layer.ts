@@ -9,7 +9,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitToFile } from '../../format/lsmt/commit-file.ts';
-import { openWritablePairForCommit } from '../../format/lsmt/local-data-file.ts';
+import { openWritablePairFiles } from '../../format/lsmt/readonly.ts';
 import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
 import type { ApplyThread } from './apply-thread.ts';
@@ -72,7 +72,7 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
   o.onStep?.('commit');
   const out = join(o.workDir, 'overlaybd.commit');
   // The data file reads synchronously, so commit gathers extents without the thread pool.
-  const src = await openWritablePairForCommit(join(rw, WRITABLE_DATA), join(rw, WRITABLE_INDEX));
+  const src = await openWritablePairFiles(join(rw, WRITABLE_DATA), join(rw, WRITABLE_INDEX));
   try {
     await commitToFile({ index: src.index, data: src.data, virtualSize: src.virtualSize || o.vsize, parentUuid: src.parentUuid }, out, {
       compress: o.compress, blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,

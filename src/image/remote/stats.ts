@@ -3,12 +3,11 @@
  * per blob (the client's own counters), cache hits, misses and miss latency per blob (the cache's
  * counters). `dadi image info` prints it; a serving process logs it at close.
  */
-import type { BlobCache } from '../../io/cache.ts';
-import type { BlobStatsSnapshot } from '../../io/cache.ts';
+import type { BlobCache, BlobStatsSnapshot } from '../../io/cache.ts';
 import type { RegistryClient } from '../../registry/client.ts';
 import { log } from '../../util/log.ts';
-import type { RemoteImageInfo } from '../remote.ts';
-import type { RemoteLayer } from './layer.ts';
+import type { ChainLayer } from '../chain/layer.ts';
+import type { RemoteImageInfo } from './info.ts';
 
 export interface LayerStats {
   index: number;
@@ -29,7 +28,7 @@ export interface ImageStats {
     missLatencyP50: number; missLatencyP99: number };
 }
 
-export function imageStats(info: RemoteImageInfo, layers: readonly RemoteLayer[], client: RegistryClient | undefined,
+export function imageStats(info: RemoteImageInfo, layers: readonly ChainLayer[], client: RegistryClient | undefined,
   cache: BlobCache | undefined): ImageStats {
   const per: LayerStats[] = layers.map((l, i) => {
     const li = info.layers[i]!;

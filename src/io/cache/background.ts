@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../errors.ts';
 import { log } from '../../util/log.ts';
-import type { CachedSource } from './source.ts';
+import type { PresenceMap } from './presence.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface BackgroundDownloadOptions {
@@ -30,12 +30,27 @@ export interface BackgroundResult {
   error?: Error;
 }
 
+/** What the download needs of the cached blob it fills (CachedSource). */
+export interface FillTarget {
+  readonly digest: string;
+  readonly size: number;
+  readonly map: PresenceMap;
+  /** The fetch already bringing `page`, if any. */
+  inflightFor(page: number): Promise<unknown> | undefined;
+  /** Resolves once no demand read waits on the upstream. */
+  waitDemandIdle(): Promise<void>;
+  /** Fetches and stores `count` pages from `start`. */
+  fetchRun(start: number, count: number, kind: 'background'): Promise<{ bytes: Uint8Array }>;
+  /** sha256 of the whole local copy; marks the blob complete or discards it. */
+  verifyAndComplete(signal?: AbortSignal): Promise<void>;
+}
+
 export class BackgroundDownload {
   readonly done: Promise<BackgroundResult>;
   finished = false;
   private readonly abort = new AbortController();
 
-  constructor(private readonly src: CachedSource, private readonly opts: BackgroundDownloadOptions) {
+  constructor(private readonly src: FillTarget, private readonly opts: BackgroundDownloadOptions) {
     this.done = this.run().then((result) => {
       this.finished = true;
       try {

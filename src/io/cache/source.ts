@@ -4,8 +4,9 @@
  * the missing pages of one refill unit's window from the upstream ByteSource: the unit holding
  * the read, or, for a small read straddling two units, one unit-sized window across the
  * boundary, so no small read costs more than one refill unit. In-flight fetches are shared per
- * page and adjacent missing pages are coalesced. Sequential streams get a bounded asynchronous
- * read-ahead.
+ * page and adjacent missing pages are coalesced. It declares `prefetch`: read-ahead
+ * (read-ahead.ts) and trace replay fill it without reading. One CachedSource exists per open blob;
+ * readers hold CacheHandles (handle.ts) to it.
  *
  * What a read returns: for units fetched by that read (or by a fetch it joined) exactly the
  * bytes upstream returned, copied from the fetch buffer; for present units, the local file. The
@@ -19,15 +20,13 @@ import type { FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { DiskError, errorMessage } from '../../errors.ts';
 import { log } from '../../util/log.ts';
-import type { ByteSource } from '../types.ts';
+import type { ByteSource, PrefetchKind, SourceCaps } from '../types.ts';
 import { BackgroundDownload, type BackgroundDownloadOptions } from './background.ts';
-import { persistPresence, type PresenceMap } from './presence.ts';
-import { SequentialDetector } from './sequential.ts';
+import { MapWriter } from './map-writer.ts';
+import type { PresenceMap } from './presence.ts';
 import type { BlobStats } from './stats.ts';
 
 export interface CachedSourceOptions {
-  /** Bytes fetched ahead of a detected sequential stream (default 4 refill units). */
-  readAheadBytes?: number;
   /** Largest single upstream request made by coalescing adjacent missing units (default 4 MiB). */
   maxCoalesceBytes?: number;
   /** Whether closing the cached source closes the upstream (default true). */
@@ -38,9 +37,10 @@ export interface CachedSourceOptions {
 export interface CacheHooks {
   inserted(src: CachedSource, bytes: number): void;
   removed(src: CachedSource, bytes: number): void;
-  release(src: CachedSource): Promise<void>;
   observeMissLatency(digest: string, seconds: number): void;
 }
+
+const CACHED_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true });
 
 export interface BlobFiles {
   dataPath: string;
@@ -54,16 +54,13 @@ interface Fetched {
   bytes: Buffer;
 }
 
-export type FetchKind = 'demand' | 'readahead' | 'background';
+export type FetchKind = 'demand' | PrefetchKind;
 
-const MAX_READAHEAD_IN_FLIGHT = 2;
-const FLUSH_DELAY_MS = 100;
 const noop = (): void => {};
 
 export class CachedSource implements ByteSource {
   readonly name: string;
-  /** Open handles sharing this source (managed by BlobCache). */
-  refs = 1;
+  readonly caps = CACHED_CAPS;
   private closed = false;
   /** Set when the last handle closes: new reads are refused, reads under way finish first. */
   private closing = false;
@@ -75,15 +72,10 @@ export class CachedSource implements ByteSource {
   private readonly active = new Set<Promise<unknown>>();
   private demandWaiting = 0;
   private demandIdle: Array<() => void> = [];
-  private readonly sequential = new SequentialDetector();
-  private readAheadInFlight = 0;
-  private readAheadPauses = 0;
-  private flushTimer: NodeJS.Timeout | undefined;
-  private flushChain: Promise<void> = Promise.resolve();
+  private readonly mapWriter: MapWriter;
   private background: BackgroundDownload | undefined;
   private readonly unit: number;
   private readonly page: number;
-  private readonly readAheadBytes: number;
   private readonly maxCoalescePages: number;
 
   constructor(
@@ -99,7 +91,7 @@ export class CachedSource implements ByteSource {
     this.name = `cache:${digest}`;
     this.unit = map.unit;
     this.page = map.page;
-    this.readAheadBytes = opts.readAheadBytes ?? 4 * map.unit;
+    this.mapWriter = new MapWriter(map, files.map, files.data, { digest, mapPath: files.mapPath }, (problem) => { stats.lastError = problem; });
     this.maxCoalescePages = Math.max(1, Math.floor((opts.maxCoalesceBytes ?? 4 << 20) / map.unit)) * map.pagesPerUnit;
   }
 
@@ -123,7 +115,6 @@ export class CachedSource implements ByteSource {
     if (len <= 0) return 0;
     if (this.map.rangePresent(offset, offset + len)) {
       const epoch = this.epoch;
-      if (!this.map.complete && this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
       await this.pread(dst, 0, len, offset);
       if (epoch !== this.epoch) return this.readOnce(dst, offset);
       this.stats.hits++;
@@ -155,7 +146,6 @@ export class CachedSource implements ByteSource {
     const [windowStart, windowEnd] = this.demandWindow(offset, end);
     const first = windowStart / this.page;
     const waits = this.planFetches(first, Math.ceil(windowEnd / this.page) - 1, 'demand');
-    if (this.sequential.note(offset, offset + len)) this.readAhead(offset + len);
     this.demandWaiting++;
     let fetched: Array<Fetched | undefined>;
     try {
@@ -237,6 +227,7 @@ export class CachedSource implements ByteSource {
     this.stats.upstreamRequests++;
     if (kind === 'readahead') this.stats.readAheadRequests++;
     else if (kind === 'background') this.stats.backgroundRequests++;
+    else if (kind === 'trace') this.stats.traceRequests++;
     let n: number;
     try {
       n = await this.upstream.read(bytes, offset);
@@ -273,7 +264,7 @@ export class CachedSource implements ByteSource {
     const added = this.map.setPages(start, count);
     if (added > 0) {
       this.hooks.inserted(this, added);
-      this.scheduleFlush();
+      this.mapWriter.schedule();
     }
   }
 
@@ -289,30 +280,21 @@ export class CachedSource implements ByteSource {
   }
 
   /**
-   * Suspends read-ahead until the returned function is called: attaching reads headers and
-   * indexes whose adjacency looks sequential but predicts nothing about later reads.
+   * The `prefetch` capability: fetches the missing pages of the refill units overlapping
+   * [offset, offset+length) without reading them out; resolves when they are stored. A failed
+   * prefetch is logged, never thrown: the demand read that needs the bytes will try again.
    */
-  pauseReadAhead(): () => void {
-    this.readAheadPauses++;
-    let resumed = false;
-    return () => {
-      if (!resumed) this.readAheadPauses--;
-      resumed = true;
-    };
-  }
-
-  private readAhead(from: number): void {
-    if (this.readAheadPauses > 0 || this.readAheadBytes <= 0 || from >= this.size || this.readAheadInFlight >= MAX_READAHEAD_IN_FLIGHT) return;
-    const first = Math.floor(from / this.unit);
-    const last = Math.min(this.map.units - 1, Math.floor((from + this.readAheadBytes - 1) / this.unit));
-    if (this.map.allPresent(first, last)) return;
+  prefetch(offset: number, length: number, kind: PrefetchKind): Promise<void> {
+    if (this.closing || length <= 0 || offset >= this.size || this.map.complete) return Promise.resolve();
+    const first = Math.floor(offset / this.unit);
+    const last = Math.min(this.map.units - 1, Math.floor((Math.min(this.size, offset + length) - 1) / this.unit));
+    if (this.map.allPresent(first, last)) return Promise.resolve();
     const lastPage = Math.min(this.map.pages, (last + 1) * this.map.pagesPerUnit) - 1;
-    for (const p of new Set(this.planFetches(first * this.map.pagesPerUnit, lastPage, 'readahead'))) {
-      if (!p) continue;
-      this.readAheadInFlight++;
-      p.then(noop, (err) => log.debug({ digest: this.digest, err: errorMessage(err) }, 'read-ahead failed'))
-        .finally(() => this.readAheadInFlight--);
-    }
+    const fetches = new Set(this.planFetches(first * this.map.pagesPerUnit, lastPage, kind));
+    fetches.delete(undefined);
+    return Promise.all([...fetches].map((p) => p!.then(noop, (err) => {
+      log.debug({ digest: this.digest, kind, err: errorMessage(err) }, 'prefetch failed');
+    }))).then(noop);
   }
 
   /** Resolves once no demand read is waiting on upstream (the background download yields to them). */
@@ -321,26 +303,9 @@ export class CachedSource implements ByteSource {
     return new Promise((resolve) => this.demandIdle.push(resolve));
   }
 
-  private scheduleFlush(): void {
-    if (this.flushTimer || this.closed) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flush();
-    }, FLUSH_DELAY_MS);
-    this.flushTimer.unref();
-  }
-
   /** Persists the presence map (after syncing the data it describes). */
   flush(): Promise<void> {
-    this.flushChain = this.flushChain.then(async () => {
-      try {
-        await persistPresence(this.files.map, this.files.data, this.map.encode());
-      } catch (err) {
-        this.stats.lastError = `persisting ${this.files.mapPath} failed: ${errorMessage(err)}`;
-        log.warn({ digest: this.digest, err: errorMessage(err) }, 'cache map flush failed');
-      }
-    });
-    return this.flushChain;
+    return this.mapWriter.flush();
   }
 
   /**
@@ -387,16 +352,19 @@ export class CachedSource implements ByteSource {
     return this.background;
   }
 
-  /** Closes this handle; the last one stops the download, drains reads and releases the files. */
-  close(): Promise<void> {
-    if (this.refs <= 0 || --this.refs > 0) return Promise.resolve();
+  /** Refuses new reads from now on; reads under way finish (the last handle is going). */
+  beginClose(): void {
     this.closing = true;
-    return this.hooks.release(this);
   }
 
   /** True once the last handle has been closed. */
   get isClosing(): boolean {
     return this.closing;
+  }
+
+  /** Handles call shutdown through the cache; a CachedSource is not closed directly. */
+  close(): Promise<void> {
+    return Promise.reject(new Error(`${this.name}: close the CacheHandle, not the shared source`));
   }
 
   /** The real close, when the last handle goes: stops the download, drains fetches, persists. */
@@ -406,8 +374,7 @@ export class CachedSource implements ByteSource {
     if (this.background) await this.background.stop();
     if (this.reading > 0) await new Promise<void>((resolve) => { this.drained = resolve; });
     while (this.active.size > 0) await Promise.all([...this.active]);
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.mapWriter.stop();
     await this.flush();
     this.closed = true;
     await this.files.data.close();

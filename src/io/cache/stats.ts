@@ -44,6 +44,8 @@ export class BlobStats {
   readAheadRequests = 0;
   /** Upstream requests made by the background download (also counted in upstreamRequests). */
   backgroundRequests = 0;
+  /** Upstream requests made by trace replay (also counted in upstreamRequests). */
+  traceRequests = 0;
   upstreamErrors = 0;
   /** The most recent failure (upstream fault, digest mismatch, local I/O), for status pages. */
   lastError: string | undefined;
@@ -62,6 +64,7 @@ export class BlobStats {
       upstreamRequests: this.upstreamRequests,
       readAheadRequests: this.readAheadRequests,
       backgroundRequests: this.backgroundRequests,
+      traceRequests: this.traceRequests,
       upstreamErrors: this.upstreamErrors,
       lastError: this.lastError,
       missLatencyP50: this.missLatency.quantile(0.5),
@@ -78,6 +81,7 @@ export interface BlobStatsSnapshot {
   bytesFromUpstream: number;
   upstreamRequests: number;
   readAheadRequests: number;
+  traceRequests: number;
   backgroundRequests: number;
   upstreamErrors: number;
   lastError: string | undefined;

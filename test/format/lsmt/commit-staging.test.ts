@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { join } from 'node:path';
 import { commitLayer } from '../../../src/format/lsmt/commit.ts';
 import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
-import { LocalDataFile } from '../../../src/format/lsmt/local-data-file.ts';
+import { FileSource } from '../../../src/io/file.ts';
 import { tempDir } from '../../helpers/env.ts';
 import { HT_SPACE } from '../../../src/format/lsmt/header.ts';
 import { SECTOR, type SegmentIndex } from '../../../src/format/lsmt/types.ts';
@@ -143,7 +143,7 @@ test('property: sync (file, piece by piece), async (gap-spanning) and mixed gath
       const { index, data } = shuffledLayer(blocks, seed);
       const path = join(dir, `src${n++}`);
       await writeFile(path, data);
-      const file = LocalDataFile.open(path);
+      const file = await FileSource.open(path);
       let syncReads = 0;
       let asyncReads = 0;
       const readSync = file.readSync.bind(file);
@@ -171,7 +171,7 @@ test('sync gathering: a truncated source file is named with the offset where its
   const { index, data } = shuffledLayer(500, 9);
   const path = join(await tempDir(t), 'w.data');
   await writeFile(path, data.subarray(0, data.length - BLOCK));
-  const file = LocalDataFile.open(path);
+  const file = await FileSource.open(path);
   assert.equal(file.size, data.length - BLOCK);
   try {
     await assert.rejects(commitLayer({ index, data: file, virtualSize: 2 ** 36 }, new MemorySink()),
@@ -181,11 +181,11 @@ test('sync gathering: a truncated source file is named with the offset where its
   }
 });
 
-test('LocalDataFile reads like a file source, async and sync, short only at its end', async (t) => {
+test('FileSource reads the same bytes, async and sync, short only at its end', async (t) => {
   const path = join(await tempDir(t), 'f');
   const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 7) & 255);
   await writeFile(path, bytes);
-  const f = LocalDataFile.open(path);
+  const f = await FileSource.open(path);
   try {
     const a = new Uint8Array(3000);
     assert.equal(await f.read(a, 8000), 2000);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { FormatError } from '../../../src/errors.ts';
 import { MemorySource } from '../../../src/io/memory.ts';
-import type { ByteSource } from '../../../src/io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../../../src/io/types.ts';
 import { crc32c } from '../../../src/format/crc32c.ts';
 import { headerDigest } from '../../../src/format/zfile/header.ts';
 import { ZFileReader } from '../../../src/format/zfile/reader.ts';
@@ -108,7 +108,7 @@ test('a transient bad read is retried; a persistent one fails after 3 retries', 
   const flaky = (failures: number): ByteSource & { reads: number } => {
     const src = new MemorySource(good, 'flaky.zfile');
     const wrapper = {
-      name: 'flaky.zfile', size: good.length, reads: 0,
+      caps: PLAIN_SOURCE, name: 'flaky.zfile', size: good.length, reads: 0,
       async read(dst: Uint8Array, offset: number): Promise<number> {
         const n = await src.read(dst, offset);
         if (offset <= pos && pos < offset + n && offset > 512 && offset < indexOffset) {

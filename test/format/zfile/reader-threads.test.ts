@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { FormatError } from '../../../src/errors.ts';
 import { MemorySink } from '../../../src/io/sink.ts';
 import { MemorySource } from '../../../src/io/memory.ts';
+import { PLAIN_SOURCE } from '../../../src/io/types.ts';
 import { ZFileReader } from '../../../src/format/zfile/reader.ts';
 import { ZFileWriter, type ZFileWriterOptions } from '../../../src/format/zfile/writer.ts';
 
@@ -144,7 +145,7 @@ test('a block that is bad only on the first fetch is retried and the threaded re
   let hits = 0;
   const src = new MemorySource(good, 'flaky.zfile');
   const flaky = {
-    name: 'flaky.zfile', size: good.length,
+    caps: PLAIN_SOURCE, name: 'flaky.zfile', size: good.length,
     async read(dst: Uint8Array, offset: number): Promise<number> {
       const n = await src.read(dst, offset);
       if (offset >= 512 && offset <= pos && pos < offset + n && hits++ === 0) dst[pos - offset] ^= 0xff;

@@ -4,10 +4,10 @@ import { readdirSync } from 'node:fs';
 import { copyFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openStackFromFiles } from '../../src/disk/open-stack.ts';
-import { DiskError } from '../../src/errors.ts';
-import { tempDir, vector } from '../helpers/env.ts';
-import { fullSha256 } from '../conformance/stack-hash.ts';
+import { openStackFromFiles } from '../../../src/image/chain/files.ts';
+import { DiskError } from '../../../src/errors.ts';
+import { tempDir, vector } from '../../helpers/env.ts';
+import { fullSha256 } from '../../conformance/stack-hash.ts';
 
 test('a corrupt block in a compressed lower fails the read with EIO naming the layer file', async (t) => {
   const dir = await tempDir(t);

@@ -6,9 +6,10 @@
 import { LayerStack } from '../../../src/disk/layer-stack.ts';
 import { openLayerSource, type DetectedLayer } from '../../../src/format/open-layer.ts';
 import { FileSource } from '../../../src/io/file.ts';
-import type { ByteSource } from '../../../src/io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../../../src/io/types.ts';
 
 class RecordingSource implements ByteSource {
+  readonly caps = PLAIN_SOURCE;
   readonly ranges: Array<[number, number]> = [];
   constructor(private readonly inner: ByteSource) {}
   get size(): number { return this.inner.size; }

@@ -2,7 +2,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { Registry } from 'prom-client';
-import { BlobCache, type BlobCacheOptions, type CachedSource, type CachedSourceOptions } from '../../../src/io/cache.ts';
+import { BlobCache, ReadAheadSource, type BlobCacheOptions, type CacheHandle, type CachedSourceOptions } from '../../../src/io/cache.ts';
+import type { ByteSource } from '../../../src/io/types.ts';
 import { tempDir } from '../../helpers/env.ts';
 import { CountingSource, HttpTestSource } from './http-source.ts';
 import { RangeServer, type RangeServerOptions } from './range-server.ts';
@@ -27,8 +28,11 @@ export interface Fixture {
   server: RangeServer;
   cache: BlobCache;
   registry: Registry;
-  /** Opens the blob through the cache over a fresh counting HTTP upstream. */
-  open(opts?: CachedSourceOptions): Promise<{ src: CachedSource; up: CountingSource }>;
+  /**
+   * Opens the blob through the cache over a fresh counting HTTP upstream. `reader` is the handle
+   * under a read-ahead filter when `readAheadBytes` is given (the chain's arrangement), else the handle.
+   */
+  open(opts?: CachedSourceOptions & { readAheadBytes?: number }): Promise<{ src: CacheHandle; up: CountingSource; reader: ByteSource }>;
   /** Closes the cache and opens the same directory again (a restart). */
   reopen(): Promise<void>;
 }
@@ -52,7 +56,8 @@ export async function fixture(t: TestContext, o: {
     async open(opts) {
       const up = new CountingSource(new HttpTestSource(server.url, blob.body.length));
       const src = await f.cache.open(f.digest, blob.body.length, up, opts);
-      return { src, up };
+      const ahead = opts?.readAheadBytes ?? 0;
+      return { src, up, reader: ahead > 0 ? new ReadAheadSource(src, ahead) : src };
     },
     async reopen() {
       await f.cache.close();

@@ -3,9 +3,10 @@
  * that counts what the cache asks of its upstream and injects faults.
  */
 import { Agent, request } from 'undici';
-import type { ByteSource } from '../../../src/io/types.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../../../src/io/types.ts';
 
 export class HttpTestSource implements ByteSource {
+  readonly caps = PLAIN_SOURCE;
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 1000 });
   constructor(readonly url: string, readonly size: number) {}
 
@@ -42,6 +43,7 @@ export class HttpTestSource implements ByteSource {
 
 /** Counts upstream reads and bytes; can fail, shorten or hold reads on purpose. */
 export class CountingSource implements ByteSource {
+  readonly caps = PLAIN_SOURCE;
   requests = 0;
   bytes = 0;
   readonly ranges: Array<{ offset: number; length: number }> = [];

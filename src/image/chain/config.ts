@@ -1,0 +1,37 @@
+/**
+ * Which filters a layer chain has, decided from the configuration in this one place. Adding a
+ * stage to every remote layer is a new filter file plus a line here (or, for one caller, an
+ * entry in `extra`).
+ */
+import type { BlobCache } from '../../io/cache.ts';
+import { cacheFilter } from './filters/cache.ts';
+import { guardFilter } from './filters/guard.ts';
+import { readAheadFilter } from './filters/read-ahead.ts';
+import type { ChainFilter, LayerChainConfig } from './layer.ts';
+
+export interface ExtraFilters {
+  /** Between the upstream and the cache: they see every byte fetched (verification, counters). */
+  upstream?: readonly ChainFilter[];
+  /** Above the cache, below the format decoders: they see every blob read. */
+  blob?: readonly ChainFilter[];
+  /** Over the decoded layer data: they see every read the disk makes of the layer (tracing). */
+  layer?: readonly ChainFilter[];
+}
+
+export interface ChainOptions {
+  /** The persistent block cache; without one, reads go straight to the upstream (local files). */
+  cache?: BlobCache;
+  /** Sequential read-ahead into the cache (default 4 refill units; 0: off). */
+  readAheadBytes?: number;
+  extra?: ExtraFilters;
+}
+
+export function layerChainConfig(o: ChainOptions): LayerChainConfig {
+  const cached: ChainFilter[] = o.cache
+    ? [cacheFilter(o.cache), readAheadFilter(o.readAheadBytes ?? 4 * o.cache.refillUnit)]
+    : [];
+  return {
+    blob: [...(o.extra?.upstream ?? []), ...cached, ...(o.extra?.blob ?? [])],
+    layer: [guardFilter(), ...(o.extra?.layer ?? [])],
+  };
+}
