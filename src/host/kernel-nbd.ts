@@ -38,6 +38,8 @@ export async function attachKernelNbd(socket: string, opts: { readOnly: boolean 
       throw new HostStepError('attach nbd device', `nbd-client -unix ${socket} ${device} failed`, r.stderr);
     }
     await waitFor(`${device} to report its size`, async () => ((await sizeOf(name)) > 0 ? true : undefined), 10_000);
+    // As for loop devices: blocks cached from the device's previous export must not be read.
+    await runStep('flush nbd device buffers', ['blockdev', '--flushbufs', device]);
     return device;
   }
   throw new HostStepError('attach nbd device', 'no free /dev/nbd* device');

@@ -14,6 +14,10 @@ export async function attachLoop(file: string, readOnly: boolean): Promise<strin
   argv.push(file);
   const out = (await runStep('attach loop device', argv)).trim();
   if (!/^\/dev\/loop\d+$/.test(out)) throw new HostStepError('attach loop device', `losetup printed ${JSON.stringify(out)}, not a loop device`);
+  // A loop device number is reused as soon as it is free, and the kernel may still cache blocks
+  // the device read for its previous backing file (another image): a mount would then read a
+  // stale superblock or directory (missing files, EBADMSG). Drop them before anything reads.
+  await runStep('flush loop device buffers', ['blockdev', '--flushbufs', out]);
   return out;
 }
 
