@@ -30,3 +30,27 @@ export function diskErrorCode(err: unknown): DiskErrorCode {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Attaches what happened inside (the internal command line, a tool's log) to an error whose
+ * message is what the user needs to read; `dadi --verbose` prints it.
+ */
+export function withDetail<E extends Error>(err: E, detail: string): E {
+  return Object.assign(err, { detail });
+}
+
+/** The details of `err` and its causes, outermost first. */
+export function errorDetail(err: unknown): string[] {
+  const out: string[] = [];
+  for (let e: unknown = err, depth = 0; e && depth < 6; depth++) {
+    const d = (e as { detail?: unknown }).detail;
+    if (typeof d === 'string' && d.trim()) out.push(d.trim());
+    e = (e as { cause?: unknown }).cause;
+  }
+  return out;
+}
+
+/** A mistake in how a command was called (a missing or unknown flag): exit status 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}

@@ -8,7 +8,7 @@
  * so no closure or array per call), start every source read, then await them. Planning never
  * awaits, so concurrent reads cannot see each other's planning state.
  */
-import { DiskError, errorMessage } from '../errors.ts';
+import { DiskError, errorMessage, FormatError } from '../errors.ts';
 import type { ReadOnlyLayer, WritableLayer } from '../format/lsmt/types.ts';
 import { MAX_STACK_LAYERS, SECTOR } from '../format/lsmt/types.ts';
 import type { ByteSource, Disk, DiskCaps, DiskExtent } from '../io/types.ts';
@@ -43,12 +43,16 @@ async function readExtent(src: ByteSource, label: string, dst: Uint8Array, byteO
     if (n === dst.length) return undefined;
     return new DiskError('EIO', `${label}: short read at byte ${byteOffset}: wanted ${dst.length} bytes, the source gave ${n}`);
   } catch (err) {
+    // A format error already names the file, the offset and the problem: say only what was being read.
+    if (err instanceof FormatError && label.includes(err.file)) {
+      return new DiskError('EIO', `${errorMessage(err)} (while reading ${dst.length} bytes of layer data at byte ${byteOffset})`, { cause: err });
+    }
     return new DiskError('EIO', `${label}: read of ${dst.length} bytes at byte ${byteOffset} failed: ${errorMessage(err)}`, { cause: err });
   }
 }
 
 function describe(name: string, src: ByteSource): string {
-  return src.name && src.name !== name ? `layer ${name} (${src.name})` : `layer ${name}`;
+  return src.name && !name.startsWith(src.name) ? `layer ${name} (${src.name})` : `layer ${name}`;
 }
 
 export class LayerStack implements Disk {

@@ -12,6 +12,7 @@ import { basename, join, resolve } from 'node:path';
 import { mountAt } from './mount-table.ts';
 import { attachAndMount, checkSocketPath, undoMount } from './mounter.ts';
 import { isRunning, startDetached, terminate } from './processes.ts';
+import { withDetail } from '../errors.ts';
 import { HostStepError } from './run-tool.ts';
 import { createRecord, listRecords, loadRecord, removeRecord, saveRecord, stateDir as defaultStateDir, workDirFor, type MountRecord } from './state.ts';
 
@@ -53,7 +54,11 @@ async function waitForServer(rec: MountRecord, exited: Promise<number | null>, t
     if (exitCode !== undefined || !isRunning(rec.server.identity)) {
       // /proc may show the exit before Node delivers it; give the exit event a moment.
       exitCode ??= await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 500, undefined))]);
-      throw new HostStepError('start server', `${rec.server.argv.join(' ')} exited (code ${exitCode ?? 'unknown'}) before listening`, await logTail(rec.server.log));
+      const log = await logTail(rec.server.log);
+      const inside = `start server: ${rec.server.argv.join(' ')} exited (code ${exitCode ?? 'unknown'}) before listening${log.trim() ? `:\n${log.trim()}` : ''}`;
+      // The server's own one-line error is the cause the user needs; the rest is for --verbose.
+      const cause = /^dadi: (.+)$/m.exec(log.split('\n').filter((l) => l.startsWith('dadi: ')).pop() ?? '')?.[1];
+      throw withDetail(cause ? new Error(cause) : new HostStepError('start server', `the NBD server exited (code ${exitCode ?? 'unknown'}) before listening`, log), inside);
     }
     if (Date.now() >= deadline) {
       throw new HostStepError('start server', `no NBD server listening on ${rec.server.socket} after ${timeoutMs} ms`, await logTail(rec.server.log));

@@ -48,17 +48,21 @@ test('mount errors are clear and leave nothing behind; umount of a non-dadi dire
   assert.deepEqual(await readdir(join(stateDir, 'mounts')), []);
   assert.deepEqual(await readdir(join(stateDir, 'work')), []);
 
-  // A layer file that does not exist: the server's own error reaches the user.
+  // A layer file that does not exist: the server's own error reaches the user, in one line;
+  // the internal command line only with --verbose.
   r = await runDadi(['mount', join(dir, 'no-such.lsmt'), mnt], { env });
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^dadi: start server: .* exited \(code 1\) before listening: dadi: .*no-such\.lsmt: no such layer file/);
+  assert.match(r.stderr, /^dadi: \S*no-such\.lsmt: no such layer file\n$/);
+  r = await runDadi(['mount', '--verbose', join(dir, 'no-such.lsmt'), mnt], { env });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^dadi: \S*no-such\.lsmt: no such layer file\nstart server: .*main\.(ts|js) serve .* exited \(code 1\) before listening/);
   assert.deepEqual(await readdir(join(stateDir, 'mounts')), []);
 
   r = await runDadi(['umount', mnt], { env });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^dadi: umount: .*mnt is not a dadi mount/);
   r = await runDadi(['mount', L1], { env });
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /needs IMAGE \(or layer files\) and DIR/);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^dadi: dadi mount needs IMAGE \(or layer files\) and DIR \(see 'dadi mount --help'\)\n$/);
   assert.equal(await dadi(stateDir, ['mount', '--list']), '');
 });

@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import type { LsmtLayer } from '../../format/lsmt/readonly.ts';
+import { required } from '../required.ts';
 
 interface CommitCliOptions {
   compress?: string;
@@ -18,6 +19,7 @@ interface CommitCliOptions {
 async function commitFrom(src: LsmtLayer, from: string, out: string, opts: CommitCliOptions): Promise<void> {
   const { parseSize } = await import('../../util/size.ts');
   const { commitToFile } = await import('../../format/lsmt/commit-file.ts');
+  const { isNullUuid } = await import('../../format/lsmt/header.ts');
   try {
     if (opts.compress !== undefined && opts.compress !== 'lz4' && opts.compress !== 'zstd') {
       throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
@@ -26,11 +28,14 @@ async function commitFrom(src: LsmtLayer, from: string, out: string, opts: Commi
     if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) {
       throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
     }
+    // The layer keeps the identity it was created with (uuid, parent, size) unless told otherwise.
+    const uuid = opts.uuid === 'null' ? undefined : opts.uuid ?? (isNullUuid(src.uuid) ? undefined : src.uuid);
     const res = await commitToFile(
       { index: src.index, data: src.data, virtualSize: src.virtualSize, parentUuid: src.parentUuid }, out,
       { compress: opts.compress as 'lz4' | 'zstd' | undefined, blockSize, checksum: opts.checksum, tar: opts.tar === true,
-        uuid: opts.uuid, parentUuid: opts.parentUuid, message: opts.message });
-    process.stdout.write(`committed ${from} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes\n`);
+        uuid, parentUuid: opts.parentUuid, message: opts.message });
+    process.stdout.write(`committed ${from} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes; ` +
+      `uuid ${uuid ?? 'null'}, parent ${opts.parentUuid ?? (isNullUuid(src.parentUuid) ? 'null' : src.parentUuid)}, virtual size ${src.virtualSize}\n`);
   } finally {
     await src.close();
   }
@@ -44,13 +49,13 @@ export function register(program: Command): void {
     .description('create an empty writable layer (append-only data file + index log)')
     .argument('<data>', 'data file to create')
     .argument('<index>', 'index file to create')
-    .requiredOption('--size <size>', 'virtual disk size, e.g. 64G (0: take the size of the layers below)')
+    .option('--size <size>', 'virtual disk size (required), e.g. 64G (0: take the size of the layers below)')
     .option('--uuid <uuid>', 'layer UUID (default: random)')
     .option('--parent-uuid <uuid>', 'UUID of the layer below')
-    .action(async (data: string, index: string, opts: { size: string; uuid?: string; parentUuid?: string }) => {
+    .action(async (data: string, index: string, opts: { size?: string; uuid?: string; parentUuid?: string }) => {
       const { parseSize } = await import('../../util/size.ts');
       const { createWritableLayer } = await import('../../format/lsmt/writable.ts');
-      const l = await createWritableLayer(data, index, { virtualSize: parseSize(opts.size), uuid: opts.uuid, parentUuid: opts.parentUuid });
+      const l = await createWritableLayer(data, index, { virtualSize: parseSize(required(opts.size, '--size')), uuid: opts.uuid, parentUuid: opts.parentUuid });
       await l.close();
       process.stdout.write(`created writable layer ${data} + ${index}: ${l.virtualSize} bytes, uuid ${l.uuid}\n`);
     });
@@ -60,7 +65,7 @@ export function register(program: Command): void {
     .option('--block-size <size>', 'ZFile block size: 4K, 8K, 16K, 32K or 64K', '4K')
     .option('--no-checksum', 'ZFile without per-block CRCs')
     .option('--tar', 'wrap the output in a one-member tar, as registries expect')
-    .option('--uuid <uuid>', 'UUID of the new layer (default: null)')
+    .option('--uuid <uuid>', 'UUID of the new layer (default: the source layer\'s own; "null" for none, as overlaybd-commit writes)')
     .option('--parent-uuid <uuid>', 'parent UUID (default: copied from the source layer)')
     .option('-m, --message <text>', 'commit message stored in the header (at most 256 bytes)');
 

@@ -16,6 +16,8 @@ async function list(json: boolean): Promise<void> {
     process.stdout.write(JSON.stringify(mounts, null, 2) + '\n');
     return;
   }
+  if (mounts.length === 0) return;
+  process.stdout.write('MOUNT POINT\tSTATUS\tMODE\tDEVICE\tIMAGE\n');
   for (const m of mounts) {
     process.stdout.write(`${m.mountPoint}\t${m.status}\t${m.readOnly ? 'ro' : 'rw'}\t${m.device ?? '-'}\t${m.image.join(' ')}${m.writableDir ? `\twritable=${m.writableDir}` : ''}\n`);
   }
@@ -48,7 +50,10 @@ export function register(program: Command): void {
         await list(opts.json ?? false);
         return;
       }
-      if (args.length < 2) throw new Error('dadi mount needs IMAGE (or layer files) and DIR');
+      if (args.length < 2) {
+        const { UsageError } = await import('../../errors.ts');
+        throw new UsageError('dadi mount needs IMAGE (or layer files) and DIR');
+      }
       const { resolve } = await import('node:path');
       const { mountImage } = await import('../../host/image-mount.ts');
       const image = args.slice(0, -1);

@@ -1,18 +1,19 @@
 /** `dadi registry serve`: the embedded OCI registry, until SIGTERM/SIGINT. */
 import type { Command } from 'commander';
+import { required } from '../required.ts';
 
 export function register(program: Command): void {
   const registry = program.command('registry').description('the embedded OCI registry');
   registry
     .command('serve')
     .description('serve an OCI distribution registry from a directory')
-    .requiredOption('--root <dir>', 'storage directory (created if missing)')
+    .option('--root <dir>', 'storage directory (required; created if missing)')
     .option('--listen <addr>', 'HOST:PORT, or :PORT for all interfaces (port 0 picks a free one)', '127.0.0.1:5000')
     .option('--auth <mode>', 'require credentials: basic:USER:PASS, or token:USER:PASS (bearer tokens from GET /token)')
     .option('--token-lifetime <seconds>', 'token validity in token mode', '300')
     .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (needs --tls-key)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
-    .action(async (opts: { root: string; listen: string; auth?: string; tokenLifetime: string; tlsCert?: string; tlsKey?: string }) => {
+    .action(async (opts: { root?: string; listen: string; auth?: string; tokenLifetime: string; tlsCert?: string; tlsKey?: string }) => {
       const { startRegistryServer } = await import('../../registry/server/server.ts');
       const { parseAuthOption } = await import('../../registry/server/auth.ts');
       const { host, port } = parseListen(opts.listen);
@@ -26,7 +27,7 @@ export function register(program: Command): void {
       const { readFile } = await import('node:fs/promises');
       const tls = opts.tlsCert && opts.tlsKey ? { cert: await readFile(opts.tlsCert), key: await readFile(opts.tlsKey) } : undefined;
       const { log } = await import('../../util/log.ts');
-      const server = await startRegistryServer({ root: opts.root, host, port, ...(auth ? { auth } : {}), ...(tls ? { tls } : {}),
+      const server = await startRegistryServer({ root: required(opts.root, '--root'), host, port, ...(auth ? { auth } : {}), ...(tls ? { tls } : {}),
         onRequest: (e) => log.debug({ method: e.method, url: e.url, status: e.status }, 'registry request') });
       process.stdout.write(`${server.url}\n`);
       await new Promise<void>((resolve) => {

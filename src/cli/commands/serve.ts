@@ -7,11 +7,12 @@
  */
 import type { Command } from 'commander';
 import { addRemoteOptions, type RemoteFlags } from '../remote-options.ts';
+import { required } from '../required.ts';
 import type { RemoteImage } from '../../image/remote.ts';
 import type { Disk } from '../../io/types.ts';
 
 interface ServeOptions extends RemoteFlags {
-  listen: string;
+  listen?: string;
   writable?: string;
   exportName?: string;
   size?: string;
@@ -27,7 +28,7 @@ export function register(program: Command): void {
     .command('serve')
     .description('serve an image (registry reference, OCI layout, device config JSON, or layer files lowest first) as an NBD export')
     .argument('[image...]', 'host[:port]/repo[:tag][@sha256:...] or oci:DIR[:TAG] (fetched lazily), config.v1.json, or layer files lowest first (plain, ZFile or tar-wrapped; DATA,INDEX for a writable pair read-only)')
-    .requiredOption('--listen <addr>', 'where to listen: unix:PATH or tcp:HOST:PORT (port 0 picks one)')
+    .option('--listen <addr>', 'where to listen (required): unix:PATH or tcp:HOST:PORT (port 0 picks one)')
     .option('--writable <dir>', 'keep a writable layer in DIR (writable_data + writable_index; created if absent)')
     .option('--export-name <name>', 'the export name clients ask for (the empty name works too)', '')
     .option('--size <size>', 'virtual size of a new writable layer, or of the disk, e.g. 10G')
@@ -58,7 +59,7 @@ export function register(program: Command): void {
       const { log } = await import('../../util/log.ts');
       const { errorMessage } = await import('../../errors.ts');
 
-      const addr = parseListenAddress(opts.listen);
+      const addr = parseListenAddress(required(opts.listen, '--listen'));
       const readyFd = opts.readyFd === undefined ? undefined : Number(opts.readyFd);
       if (readyFd !== undefined && (!Number.isInteger(readyFd) || readyFd < 3)) throw new Error(`--ready-fd ${opts.readyFd}: expected a descriptor number >= 3`);
       const ref = await pickRemoteImage(image);
