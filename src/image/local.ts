@@ -3,12 +3,12 @@
  * with an optional writable layer kept in a directory (DIR/writable_data + DIR/writable_index,
  * the names the overlaybd snapshotter uses), created on first use and reopened afterwards.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Disk } from '../io/types.ts';
 import { SECTOR } from '../format/lsmt/types.ts';
-import { createWritableLayer } from '../format/lsmt/writable.ts';
-import { openStackFromFiles, parsePair, type LowerSpec, type WritablePairPaths } from './chain/files.ts';
+import { openStackFromFiles, parsePair, type LowerSpec } from './chain/files.ts';
+import type { UpperSpec } from './chain/image.ts';
 import { loadDeviceConfig, writeResultFile } from './device-config.ts';
 
 export interface LocalImageOptions {
@@ -38,23 +38,23 @@ async function isDeviceConfig(path: string): Promise<boolean> {
   }
 }
 
-/** Creates the writable pair in `dir` unless it exists; refuses a half-present pair. */
-async function ensureWritable(dir: string, lowerCount: number, size: number | undefined): Promise<WritablePairPaths> {
+/**
+ * The writable pair in `dir` (created, with the directory, when absent: the image chain gives a
+ * new layer its identity from the layers below); refuses a half-present pair.
+ */
+async function writableIn(dir: string, lowerCount: number, size: number | undefined): Promise<UpperSpec> {
   const pair = { data: join(dir, WRITABLE_DATA), index: join(dir, WRITABLE_INDEX) };
   const [hasData, hasIndex] = await Promise.all([exists(pair.data), exists(pair.index)]);
   if (hasData && hasIndex) return pair;
   if (hasData !== hasIndex) {
     throw new Error(`${dir}: has ${hasData ? WRITABLE_DATA : WRITABLE_INDEX} but not ${hasData ? WRITABLE_INDEX : WRITABLE_DATA}; refusing to guess`);
   }
-  if (!(await exists(dir))) throw new Error(`--writable ${dir}: no such directory`);
   if (lowerCount === 0 && size === undefined) {
     throw new Error(`a new writable layer with no layers below needs --size (e.g. --size 10G)`);
   }
-  const virtualSize = size ?? 0; // 0 = take the size of the layers below
-  if (virtualSize % SECTOR !== 0) throw new Error(`--size ${virtualSize} must be a multiple of ${SECTOR} bytes`);
-  const layer = await createWritableLayer(pair.data, pair.index, { virtualSize, tag: lowerCount });
-  await layer.close();
-  return pair;
+  if (size !== undefined && size % SECTOR !== 0) throw new Error(`--size ${size} must be a multiple of ${SECTOR} bytes`);
+  await mkdir(dir, { recursive: true });
+  return { ...pair, create: size !== undefined ? { virtualSize: size } : {} };
 }
 
 /**
@@ -73,15 +73,15 @@ export async function openLocalImage(args: string[], opts: LocalImageOptions = {
       resultFile = cfg.resultFile;
       if (cfg.upper && opts.writableDir) throw new Error(`${configPath} has an "upper" writable layer; --writable would replace it`);
       const lowers: LowerSpec[] = [...cfg.lowers];
-      let upper = cfg.upper;
-      if (opts.readOnly && upper) {
-        lowers.push(upper);
+      let upper: UpperSpec | undefined = cfg.upper;
+      if (opts.readOnly && cfg.upper) {
+        lowers.push(cfg.upper);
         upper = undefined;
       }
-      if (opts.writableDir) upper = await ensureWritable(opts.writableDir, lowers.length, opts.size);
       if (upper && !((await exists(upper.data)) && (await exists(upper.index)))) {
         throw new Error(`${configPath}: the upper layer files ${upper.data} / ${upper.index} do not exist`);
       }
+      if (opts.writableDir) upper = await writableIn(opts.writableDir, lowers.length, opts.size);
       const disk = await openStackFromFiles(lowers, {
         ...(upper ? { upper } : {}),
         ...(opts.size !== undefined && !opts.writableDir ? { size: opts.size } : {}),
@@ -100,7 +100,7 @@ export async function openLocalImage(args: string[], opts: LocalImageOptions = {
     else if (!(await exists(a))) throw new Error(`${a}: no such layer file`);
     else lowers.push(a);
   }
-  const upper = opts.writableDir ? await ensureWritable(opts.writableDir, lowers.length, opts.size) : undefined;
+  const upper = opts.writableDir ? await writableIn(opts.writableDir, lowers.length, opts.size) : undefined;
   return openStackFromFiles(lowers, {
     ...(upper ? { upper } : {}),
     ...(opts.size !== undefined && !opts.writableDir ? { size: opts.size } : {}),

@@ -7,9 +7,8 @@
  * blob's digest, after which the blob is served locally. `oci:DIR[:TAG]` layouts open the same
  * way from local blob files.
  */
-import { access } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createWritableLayer } from '../format/lsmt/writable.ts';
 import { BlobCache, resolveCacheDir, type BackgroundResult } from '../io/cache.ts';
 import type { Disk } from '../io/types.ts';
 import { RegistryClient, type RegistryClientOptions } from '../registry/client.ts';
@@ -19,7 +18,7 @@ import { formatReference, parseReference, referenceTarget } from '../registry/re
 import { Owner } from '../util/owner.ts';
 import { log } from '../util/log.ts';
 import { layerChainConfig, type ExtraFilters } from './chain/config.ts';
-import { openImageChain, type WritablePairPaths } from './chain/image.ts';
+import { openImageChain, type UpperSpec } from './chain/image.ts';
 import type { ChainLayer } from './chain/layer.ts';
 import { fileUpstream, registryUpstream } from './chain/upstreams.ts';
 import { isOciLayoutRef, OciLayout, parseOciLayoutRef } from './oci-layout.ts';
@@ -76,14 +75,10 @@ export interface RemoteImage {
 
 const DEFAULT_CAPACITY = 4 * 1024 ** 3;
 
-/** The writable pair in `dir`, created (taking its size from the layers below) when absent. */
-async function ensureUpper(dir: string, lowers: number): Promise<WritablePairPaths> {
-  const pair = { data: join(dir, 'writable_data'), index: join(dir, 'writable_index') };
-  const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
-  const [hasData, hasIndex] = await Promise.all([exists(pair.data), exists(pair.index)]);
-  if (hasData !== hasIndex) throw new Error(`${dir}: has only one of writable_data / writable_index; refusing to guess`);
-  if (!hasData) await (await createWritableLayer(pair.data, pair.index, { virtualSize: 0, tag: lowers })).close();
-  return pair;
+/** The writable pair in `dir` (created, with the directory, when absent, as a layer stacked on the image). */
+async function upperIn(dir: string): Promise<UpperSpec> {
+  await mkdir(dir, { recursive: true });
+  return { data: join(dir, 'writable_data'), index: join(dir, 'writable_index'), create: {} };
 }
 
 /** Attaches `ref` (a registry reference or `oci:DIR[:TAG]`) lazily; see the module comment. */
@@ -130,7 +125,7 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
       const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
       return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob) } };
     }),
-    ...(opts.writableDir ? { upper: await ensureUpper(opts.writableDir, diskLayers.length) } : {}),
+    ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
     config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {
@@ -175,7 +170,7 @@ async function openLayoutImage(ref: string, opts: RemoteImageOptions, started: n
       const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
       return { chain: { name: `${ref} layer ${r.index} (${blob.digest})`, blob, upstream: fileUpstream(layout.blobPath(blob.digest)) } };
     }),
-    ...(opts.writableDir ? { upper: await ensureUpper(opts.writableDir, diskLayers.length) } : {}),
+    ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
     config: layerChainConfig({ ...(opts.filters ? { extra: opts.filters } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {

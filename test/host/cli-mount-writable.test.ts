@@ -69,7 +69,28 @@ test('after kill -9 of the server, dadi umount still cleans up', async (t) => {
   await writeFile(join(mnt, 'scratch.txt'), 'in flight\n');
   process.kill(rec.server.identity!.pid, 'SIGKILL');
   while (isRunning(rec.server.identity)) await new Promise((res) => setTimeout(res, 10));
-  assert.match(await dadi(stateDir, ['mount', '--list']), new RegExp(`^${rec.mountPoint}\\tstale\\trw\\t/dev/loop\\d+\\t`));
+  assert.match(await dadi(stateDir, ['mount', '--list']), new RegExp(`^MOUNT POINT\\tSTATUS\\tMODE\\tDEVICE\\tIMAGE\\n${rec.mountPoint}\\tstale\\trw\\t/dev/loop\\d+\\t`));
   await dadi(stateDir, ['umount', mnt]);
   await assertNothingLeft(stateDir, rec);
+});
+
+test('dadi mount --writable creates its directory; the new layer keeps its identity (uuid, parent, size) through commit', async (t) => {
+  if (!requireSystem(t, cliNeeds)) return;
+  const { stateDir, dir, mnt } = await writableScratch(t);
+  const upper = join(dir, 'not', 'yet', 'there');
+  const rec = await mountJson(stateDir, ['--writable', upper, L1, L2, mnt]);
+  const info = async (args: string[]): Promise<{ uuid: string; parentUuid: string; virtualSize: number }> =>
+    JSON.parse(await dadi(stateDir, ['layer', 'info', '--json', ...args])) as { uuid: string; parentUuid: string; virtualSize: number };
+  const top = await info([L2]);
+  const created = await info([join(upper, 'writable_data'), '--index', join(upper, 'writable_index')]);
+  assert.equal(created.parentUuid, top.uuid, 'the writable layer names the top lower as its parent');
+  assert.notEqual(created.uuid, '00000000-0000-0000-0000-000000000000');
+  assert.equal(created.virtualSize, top.virtualSize, 'and records the size of the stack it was made on');
+  await writeFile(join(mnt, 'new.txt'), 'new\n');
+  await dadi(stateDir, ['umount', mnt]);
+  await assertNothingLeft(stateDir, rec);
+
+  const layer = join(dir, 'NEW.lsmt');
+  await dadi(stateDir, ['layer', 'commit', join(upper, 'writable_data'), join(upper, 'writable_index'), layer]);
+  assert.deepEqual(await info([layer]), { ...(await info([layer])), uuid: created.uuid, parentUuid: top.uuid, virtualSize: top.virtualSize });
 });

@@ -59,6 +59,8 @@ export type ExtentVisitor = (offset: number, length: number, moffset: number, ze
  */
 export interface WritableLayer {
   readonly name: string;
+  readonly uuid: string;
+  readonly parentUuid: string;
   /** 0 means "take the size of the layers below". */
   readonly virtualSize: number;
   /** The data file; extent data is at moffset * 512. */

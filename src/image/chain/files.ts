@@ -7,7 +7,7 @@
 import type { LayerStack } from '../../disk/layer-stack.ts';
 import { Owner } from '../../util/owner.ts';
 import { layerChainConfig } from './config.ts';
-import { openImageChain, type LowerSpec as ChainLowerSpec, type WritablePairPaths } from './image.ts';
+import { openImageChain, type LowerSpec as ChainLowerSpec, type UpperSpec, type WritablePairPaths } from './image.ts';
 import { fileUpstream } from './upstreams.ts';
 
 export type { WritablePairPaths } from './image.ts';
@@ -16,7 +16,8 @@ export type { WritablePairPaths } from './image.ts';
 export type LowerSpec = string | WritablePairPaths;
 
 export interface OpenStackOptions {
-  upper?: WritablePairPaths;
+  /** The writable layer on top (created with the stack's identity when `create` is given). */
+  upper?: UpperSpec;
   size?: number;
 }
 
