@@ -13,7 +13,7 @@ interface InfoOptions {
 }
 
 export function register(program: Command): void {
-  const image = program.command('image').description('inspect dadi (overlaybd) images');
+  const image = program.commands.find((c) => c.name() === 'image') ?? program.command('image').description('inspect and copy dadi (overlaybd) images');
   image
     .command('info')
     .description('layers, sizes, annotations, and the bytes fetched to attach a dadi image')
