@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { OciLayout } from '../../../src/image/oci-layout.ts';
 import { requireSystem, sharedDir } from '../../helpers/env.ts';
+import { freePort } from '../../helpers/registry.ts';
 import {
   assertConformant, assertNothingRunning, assertSameTree, convert, convertNeeds, convertScratch, mountedTree, outcomes,
   readConverted, referenceTree, summaryOf,
@@ -28,18 +29,28 @@ const needs = {
   paths: [...convertNeeds.paths, '/bin/busybox'],
 };
 
-function ensureImages(): void {
+/**
+ * Builds the images once (debootstrap from the Debian archive: ~45 MB of packages downloaded,
+ * ~750 MB under BENCH_CACHE, a minute or two). The script pushes them to a registry it starts on
+ * REG_ADDR: a free port here, not its fixed default, and its run directory is removed after.
+ */
+async function ensureImages(): Promise<void> {
   if (existsSync(join(BENCH_CACHE, 'images.json')) && existsSync(join(LAYOUT, 'index.json'))) return;
   const script = join(sharedDir, 'bench', 'make-images.sh');
-  const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, BENCH_CACHE }, stdio: ['ignore', 'ignore', 'pipe'] });
-  assert.equal(r.status, 0, `${script} failed: ${r.stderr.slice(-3000)}`);
+  const REG_ADDR = `127.0.0.1:${await freePort()}`;
+  try {
+    const r = spawnSync('bash', [script], { encoding: 'utf8', env: { ...process.env, BENCH_CACHE, REG_ADDR }, stdio: ['ignore', 'ignore', 'pipe'] });
+    assert.equal(r.status, 0, `${script} failed: ${r.stderr.slice(-3000)}`);
+  } finally {
+    await rm('/tmp/dadi-bench-reg-main', { recursive: true, force: true });
+  }
 }
 
 // Generous timeouts: on a fresh machine the first test also builds the images (debootstrap).
 for (const tag of ['tiny', 'app']) {
   test(`bench/${tag} from Debian packages: the converted image mounts as exactly GNU tar's extraction`, { timeout: 600_000 }, async (t) => {
     if (!requireSystem(t, needs)) return;
-    ensureImages();
+    await ensureImages();
     const s = await convertScratch(t);
     const src = await new OciLayout(LAYOUT).resolve(tag, AMD64);
     const dst = join(s.dir, 'dst');
