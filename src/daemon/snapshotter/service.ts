@@ -80,7 +80,7 @@ export function snapshotsHandlers(s: Snapshotter): grpc.UntypedServiceImplementa
         for (let i = 0; i < infos.length; i += 100) call.write({ info: infos.slice(i, i + 100).map(pbInfo) });
         call.end();
       } catch (err) {
-        call.destroy(toStatus(err));
+        call.emit('error', toStatus(err));
       }
     },
     Usage: unary('Usage', async (r: KeyReq) => s.usage(r.key)),
