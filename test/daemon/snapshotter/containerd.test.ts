@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { GrpcConnection, SnapshotsClient, isCode } from '../../../src/daemon/containerd/client.ts';
+import { ContainerdClient, isCode } from '../../../src/daemon/containerd/client.ts';
 import { requireSystem, runDadi } from '../../helpers/env.ts';
 import { startContainerd, type Containerd } from '../../helpers/containerd.ts';
 import { leftovers, startSnapshotterDaemon, type SnapshotterDaemon } from '../../helpers/snapshotter.ts';
@@ -25,7 +25,8 @@ import { PROOF_CMD, PROOF_OUT, publishImages, type PublishedImages } from './ima
 
 interface Node { daemon: SnapshotterDaemon; ctd: Containerd }
 
-async function node(t: TestContext): Promise<Node> {
+async function node(t: TestContext, img: PublishedImages): Promise<Node> {
+  img.proxy.reset();
   const daemon = await startSnapshotterDaemon(t);
   const ctd = await startContainerd(t, { proxyPlugins: { dadi: daemon.address } });
   return { daemon, ctd };
@@ -34,6 +35,16 @@ async function node(t: TestContext): Promise<Node> {
 async function dadiPull(n: Node, ref: string): Promise<void> {
   const r = await runDadi(['pull', '--address', n.ctd.socket, '--namespace', n.ctd.namespace, '--snapshotter', 'dadi', ref]);
   assert.equal(r.code, 0, `dadi pull failed: ${r.stderr}`);
+}
+
+/** containerd removes snapshots in its garbage collection, a moment after the container goes. */
+async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** The ext4 (or other non-overlay) device mounts under the daemon's root. */
@@ -48,7 +59,7 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
   const tenth = img.obdLayers.bytes / 10;
 
   await t.test('dadi pull fetches no layer bytes; ctr run reads every layer and the start fetches under 10%', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await dadiPull(n, img.obd);
     assert.equal(img.proxy.bytesFor(img.obdLayers.digests), 0, 'the pull fetched no layer blob bytes');
     const out = await n.ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', img.obd, 'dp1', ...PROOF_CMD]);
@@ -56,12 +67,12 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
     const fetched = img.proxy.bytesFor(img.obdLayers.digests);
     assert.ok(fetched > 0 && fetched < tenth, `the start fetched ${fetched} of ${img.obdLayers.bytes} layer bytes`);
     t.diagnostic(`dadi pull + run fetched ${fetched} of ${img.obdLayers.bytes} layer bytes (${(100 * fetched / img.obdLayers.bytes).toFixed(1)}%)`);
-    assert.deepEqual(await deviceMounts(n.daemon.root), [], 'the image device is detached once its last container is gone');
+    assert.deepEqual(await eventually(() => deviceMounts(n.daemon.root), (m) => m.length === 0), [], 'the image device is detached once its last container is gone');
     img.proxy.reset();
   });
 
   await t.test('ctr-remote image rpull --snapshotter dadi pulls lazily and the image runs', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await n.ctd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'dadi', img.obd], { bin: 'ctr-remote' });
     assert.equal(img.proxy.bytesFor(img.obdLayers.digests), 0, 'rpull fetched no layer blob bytes');
     const out = await n.ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', img.obd, 'rp1', ...PROOF_CMD]);
@@ -72,14 +83,16 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
   });
 
   await t.test('overlaybd ext4 vectors pulled lazily give a rootfs with the manifest file tree', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await dadiPull(n, img.vectors);
     const top = (await n.ctd.ctr(['snapshots', '--snapshotter', 'dadi', 'ls'])).split('\n').slice(1).filter(Boolean)
       .map((l) => l.split(/\s+/)).find((f) => f[1] !== '' && f[2] === 'Committed' && f[1]?.startsWith('sha256:'));
     assert.ok(top, 'committed layer snapshots are listed');
-    const conn = new GrpcConnection(n.ctd.socket, { namespace: n.ctd.namespace });
-    t.after(() => conn.close());
-    const sn = new SnapshotsClient(conn, 'dadi');
+    // Under a lease, or containerd's garbage collector takes the unreferenced snapshot away.
+    const client = new ContainerdClient(n.ctd.socket, n.ctd.namespace);
+    t.after(async () => { await client.deleteLease().catch(() => {}); client.close(); });
+    await client.createLease('vectors-test', 600);
+    const sn = client.snapshots('dadi');
     const chainTop = (await sn.list()).find((i) => !(i.parent === '') && i.kind === 'COMMITTED')!.name;
     const mounts = await sn.prepare('vectors-rootfs', chainTop);
     const dir = await mkdtemp('/tmp/dsv-');
@@ -99,7 +112,7 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
   });
 
   await t.test('an ordinary gzip OCI image is pulled, unpacked and run through the same snapshotter', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await n.ctd.ctr(['image', 'pull', '--plain-http', '--snapshotter', 'dadi', img.oci]);
     const out = await n.ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', img.oci, 'oci1', ...PROOF_CMD]);
     assert.equal(out, PROOF_OUT);
@@ -108,7 +121,7 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
   });
 
   await t.test('two containers of one image share one ext4 mount, their writes stay apart, and Remove in use is refused', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await dadiPull(n, img.obd);
     for (const id of ['c1', 'c2']) await n.ctd.ctr(['run', '-d', '--snapshotter', 'dadi', img.obd, id, '/bin/sleep', '600']);
     t.after(async () => {
@@ -132,13 +145,13 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
       await n.ctd.ctr(['tasks', 'rm', '-f', id]);
       await n.ctd.ctr(['containers', 'rm', id]);
     }
-    assert.deepEqual(await deviceMounts(n.daemon.root), [], 'the shared mount goes with the last container');
-    assert.deepEqual(await leftovers(n.daemon.root), []);
+    assert.deepEqual(await eventually(() => deviceMounts(n.daemon.root), (m) => m.length === 0), [], 'the shared mount goes with the last container');
+    assert.deepEqual(await eventually(() => leftovers(n.daemon.root), (l) => l.length === 0), []);
     img.proxy.reset();
   });
 
   await t.test('with the registry gone, the rootfs Prepare fails naming the image and the registry', async (t) => {
-    const n = await node(t);
+    const n = await node(t, img);
     await dadiPull(n, img.obd);
     await img.registry.stop();
     await assert.rejects(n.ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', img.obd, 'gone1', '/bin/true']), (err: Error) => {

@@ -52,19 +52,19 @@ async function appTars(): Promise<Buffer[]> {
     { name: 'tmp', type: 'directory', mode: 0o1777 },
     { name: 'bottom.txt', mode: 0o644, data: BOTTOM_TEXT },
     { name: 'gone.txt', mode: 0o644, data: 'deleted by the top layer\n' },
-    { name: 'filler/base.bin', mode: 0o644, data: filler(14 << 20) },
+    { name: 'filler/base.bin', mode: 0o644, data: filler(26 << 20) },
   ]);
   const middle = await packTar([
     { name: 'middle.txt', mode: 0o644, data: 'middle' },
     { name: 'filler', type: 'directory', mode: 0o755 },
-    { name: 'filler/middle.bin', mode: 0o644, data: filler(12 << 20) },
+    { name: 'filler/middle.bin', mode: 0o644, data: filler(20 << 20) },
   ]);
   const top = await packTar([
     { name: '.wh.gone.txt', mode: 0o644, data: '' },
     { name: 'etc', type: 'directory', mode: 0o755 },
     { name: 'etc/top.txt', mode: 0o644, data: TOP_TEXT },
     { name: 'filler', type: 'directory', mode: 0o755 },
-    { name: 'filler/top.bin', mode: 0o644, data: filler(6 << 20) },
+    { name: 'filler/top.bin', mode: 0o644, data: filler(12 << 20) },
   ]);
   return [base, middle, top];
 }
