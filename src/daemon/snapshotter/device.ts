@@ -90,6 +90,16 @@ async function openLower(l: LowerLayer, ctx: DeviceContext): Promise<ReadOnlyLay
   }
 }
 
+/**
+ * Opens a layer and closes it again: its header and index land in the block cache, so the
+ * attach that follows (a container's rootfs Prepare) reads them locally. Started when a layer is
+ * pulled, it overlaps with the rest of the pull.
+ */
+export async function warmLayer(l: LowerLayer, ctx: DeviceContext): Promise<void> {
+  const layer = await openLower(l, ctx);
+  await layer.close();
+}
+
 async function openUpper(u: NonNullable<DeviceSpec['upper']>, tag: number): Promise<WritableLayer> {
   if (u.create) await (await createWritableLayer(u.data, u.index, { virtualSize: u.create.virtualSize, tag })).close();
   return openWritableLayer(u.data, u.index, { tag });

@@ -64,7 +64,10 @@ export class DeviceTable {
       return;
     }
     const d = await e.attached.catch(() => undefined);
-    if (d) await d.close(opts);
+    if (d) {
+      await d.close(opts);
+      log.info({ name: e.spec.name, device: d.device, fetchedBytes: d.fetched().bytes, fetchRequests: d.fetched().requests }, 'detached');
+    }
     e.users.delete(user);
     if (this.entries.get(owner) === e && e.users.size === 0) this.entries.delete(owner);
   }

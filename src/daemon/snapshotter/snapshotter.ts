@@ -14,7 +14,7 @@ import type { SnapshotterConfig } from '../config.ts';
 import { errorMessage } from '../../errors.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { log } from '../../util/log.ts';
-import { type DeviceContext, type DeviceSpec, type LowerLayer } from './device.ts';
+import { warmLayer, type DeviceContext, type DeviceSpec, type LowerLayer } from './device.ts';
 import { DeviceTable } from './devices.ts';
 import { SnapshotError, notFound } from './errors.ts';
 import { faultPoint } from './faults.ts';
@@ -181,6 +181,8 @@ export class Snapshotter {
       faultPoint('prepare:after-remote-commit');
       await this.writeConfig(row).catch((err: unknown) => log.warn({ err: errorMessage(err), snapshot: target }, 'writing config.v1.json'));
       log.info({ key, target, digest: labels[Label.blobDigest] }, 'remote layer committed (lazy pull)');
+      const lower = this.lowerOf(row);
+      void warmLayer(lower, this.ctx).catch((err: unknown) => log.warn({ layer: lower.name, err: errorMessage(err) }, 'fetching a pulled layer\'s index early failed'));
     }
     throw new SnapshotError('AlreadyExists', `target snapshot ${JSON.stringify(target)} already exists (remote dadi layer)`);
   }
