@@ -5,10 +5,10 @@
  * then stops accepting calls, detaches every device and closes the store.
  */
 import * as grpc from '@grpc/grpc-js';
-import { createConnection } from 'node:net';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { BlobCache } from '../io/cache.ts';
+import { removeStaleSocket } from '../nbd/server.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { log } from '../util/log.ts';
 import type { SnapshotterConfig } from './config.ts';
@@ -26,19 +26,6 @@ export function registryEndpoints(cfg: SnapshotterConfig): Record<string, string
   for (const host of cfg.registry.plainHttp) endpoints[host] = `http://${host === 'docker.io' ? 'registry-1.docker.io' : host}`;
   for (const m of cfg.registry.mirrors) endpoints[m.host] = m.endpoint;
   return endpoints;
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  const st = await stat(path).catch(() => undefined);
-  if (!st) return;
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = createConnection(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${path}: another snapshotter is listening there`);
-  await rm(path, { force: true });
 }
 
 export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningSnapshotter> {
