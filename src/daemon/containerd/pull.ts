@@ -10,10 +10,10 @@
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { errorMessage } from '../../errors.ts';
-import { recogniseManifest } from '../../image/remote.ts';
+import { AnnotationError, isTurboVersion, recogniseLayer } from '../../image/annotations.ts';
 import { chainIds } from '../../image/chain-id.ts';
 import { RegistryClient } from '../../registry/client.ts';
-import type { Platform } from '../../registry/oci.ts';
+import type { Descriptor, Platform } from '../../registry/oci.ts';
 import { formatReference, parseReference, referenceTarget } from '../../registry/reference.ts';
 import { ContainerdClient, isCode } from './client.ts';
 
@@ -51,10 +51,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
   try {
     const resolved = await registry.manifests.resolve(parsed, referenceTarget(parsed), opts.platform ?? registry.platform);
     const manifest = resolved.manifest;
-    const { acceleration } = recogniseManifest(manifest.json, name);
-    if (acceleration.length > 0) {
-      throw new Error(`${name} has an acceleration (trace) layer, which needs containerd to unpack it; pull it with ctr-remote image rpull --snapshotter ${opts.snapshotter}`);
-    }
+    checkLayers(manifest.json.layers, name, opts.snapshotter);
     const cfgDesc = manifest.json.config;
     const configBytes = await registry.blobs.get(parsed, cfgDesc.digest, cfgDesc.size);
     const diffIds = diffIdsOf(configBytes, name, manifest.json.layers.length);
@@ -116,6 +113,24 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
     await ctd.deleteLease().catch(() => {});
     ctd.close();
     await registry.close();
+  }
+}
+
+/**
+ * Every layer must be a native dadi/overlaybd layer the snapshotter can take lazily (importing
+ * the recogniser alone keeps `dadi pull` from loading the whole data path).
+ */
+function checkLayers(layers: readonly Descriptor[], name: string, snapshotter: string): void {
+  for (const [i, d] of layers.entries()) {
+    const obd = recogniseLayer(d, `${name}: layer ${i} (${d.digest})`);
+    if (!obd) {
+      throw new AnnotationError(`${name} is not a dadi/overlaybd image: layer ${i} (${d.digest}) has no containerd.io/snapshot/overlaybd/blob-digest ` +
+        `annotation; pull it with ctr image pull --snapshotter ${snapshotter}, or convert it first with dadi convert`);
+    }
+    if (isTurboVersion(obd.version)) throw new AnnotationError(`${name}: layer ${i} is a turboOCI layer (${obd.version}), which dadi does not attach`);
+    if (obd.accelerationLayer) {
+      throw new AnnotationError(`${name} has an acceleration (trace) layer, which needs containerd to unpack it; pull it with ctr-remote image rpull --snapshotter ${snapshotter}`);
+    }
   }
 }
 

@@ -7,7 +7,7 @@
  * of dadi layers gets an overlay whose lowest lowerdir is the image's ext4, attached and mounted
  * once per image chain; with rwMode dir/dev it gets a dadi writable disk instead.
  */
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { renameSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { SnapshotterConfig } from '../config.ts';
@@ -18,6 +18,8 @@ import { warmLayer, type DeviceContext, type DeviceSpec, type LowerLayer } from 
 import { DeviceTable } from './devices.ts';
 import { SnapshotError, notFound } from './errors.ts';
 import { faultPoint } from './faults.ts';
+import { mountsUsing } from './in-use.ts';
+import { looksLikeLayer } from './magic.ts';
 import { parseFilters, FilterSyntaxError } from './filters.ts';
 import { imageRefOf, isInheritedLabel, Label, LabelError, REMOTE_SNAPSHOT, remoteBlockOf } from './labels.ts';
 import { Layout } from './layout.ts';
@@ -176,7 +178,7 @@ export class Snapshotter {
       const row = await this.insertWithDirs({ name: target, parentId: parent?.id ?? null, kind: 'committed', labels: kept, storage: 'remoteBlock',
         usageSize: Number(labels[Label.blobSize]) }, false, async (dir) => {
         const ref = imageRefOf(labels)!;
-        await open(`${dir}/image_ref`, 'w').then(async (fh) => { await fh.writeFile(ref); await fh.close(); });
+        await writeFile(`${dir}/image_ref`, ref);
       });
       faultPoint('prepare:after-remote-commit');
       await this.writeConfig(row).catch((err: unknown) => log.warn({ err: errorMessage(err), snapshot: target }, 'writing config.v1.json'));
@@ -308,7 +310,6 @@ export class Snapshotter {
 
   /** Why the snapshot's directories are still mounted by someone else, or undefined. */
   private async inUse(row: SnapshotRow): Promise<string | undefined> {
-    const { mountsUsing } = await import('./in-use.ts');
     return mountsUsing(this.layout.dir(row.id), this.devices.has(row.id) ? await this.devices.get(row.id)!.then((d) => d.device, () => undefined) : undefined,
       this.layout.mountPoint(row.id));
   }
@@ -381,10 +382,6 @@ export class Snapshotter {
     this.db.close();
   }
 
-  /** Renames `from` to `to` (moving a layer file inside the snapshot). */
-  async move(from: string, to: string): Promise<void> {
-    await rename(from, to);
-  }
 }
 
 /** Whether `path` starts with the LSMT or ZFile magic (a committed dadi layer unpacked by containerd). */
@@ -395,7 +392,6 @@ export async function hasLayerMagic(path: string): Promise<boolean> {
     const head = Buffer.alloc(24);
     const { bytesRead } = await fh.read(head, 0, 24, 0);
     if (bytesRead < 24) return false;
-    const { looksLikeLayer } = await import('./magic.ts');
     return looksLikeLayer(head);
   } finally {
     await fh.close();

@@ -18,6 +18,7 @@ import { Label } from './labels.ts';
 import type { SnapshotRow } from './metadata.ts';
 import type { MountSpec } from './mounts.ts';
 import type { Snapshotter } from './snapshotter.ts';
+import { diskUsage } from './usage.ts';
 
 const GiB = 2 ** 30;
 
@@ -100,7 +101,6 @@ export class WritableDisks {
     const sealed = this.s.layout.sealedFile(row.id);
     await sealWritableLayer(this.s.layout.writableData(row.id), this.s.layout.writableIndex(row.id), sealed);
     faultPoint('commit:after-seal');
-    const { diskUsage } = await import('./usage.ts');
     const usage = await diskUsage(this.s.layout.fs(row.id));
     const committed = this.s.db.commit(row.id, { name, labels: { ...labels, [Label.localCommitPath]: sealed }, storage: 'localBlock',
       usageSize: usage.size, usageInodes: usage.inodes });
