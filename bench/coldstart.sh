@@ -58,11 +58,11 @@ run_variant() {  # variant profile rep
     dadi)
       env OUT="$o" PROFILES="$prof" RUNS=1 SNAPSHOTTER=dadi IMAGE="$DADI_IMAGE" \
         CTD_EXTRA_TOML="$(printf '[proxy_plugins.dadi]\n  type = "snapshot"\n  address = "%s/s.sock"' "$D")" \
-        PULL_CMD="$DADI pull --quiet --insecure --address \$SOCK --namespace bench --snapshotter dadi \$REG/\$IMAGE" \
+        PULL_CMD="$DADI pull --insecure --address \$SOCK --namespace bench --snapshotter dadi \$REG/\$IMAGE" \
         BEFORE_RUN="$DADI_BEFORE" AFTER_RUN="$DADI_AFTER" \
         bash "$SHARED/bench/coldstart-overlayfs.sh" >/dev/null 2>"$o.err"
       # The daemon's account of the rootfs: how long opening the layers, attaching and mounting took.
-      python3 - "$OUT/last-daemon.log" "$prof" "$rep" >>"$OUT/dadi-attach.tsv" <<'PY'
+      /usr/bin/python3 - "$OUT/last-daemon.log" "$prof" "$rep" >>"$OUT/dadi-attach.tsv" <<'PY'
 import json, sys
 op = at = mo = pr = 0.0; fetched = 0
 for line in open(sys.argv[1]):
@@ -96,7 +96,7 @@ for prof in $PROFILES; do
   done
 done
 
-python3 - "$OUT/raw.tsv" "$OUT/dadi-attach.tsv" <<'PY' | tee "$OUT/summary.md"
+/usr/bin/python3 - "$OUT/raw.tsv" "$OUT/dadi-attach.tsv" <<'PY' | tee "$OUT/summary.md"
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 med = lambda xs: statistics.median(xs) if xs else float('nan')

@@ -43,7 +43,8 @@ const IMAGE_REF = 'containerd.io/snapshot/image-ref';
 
 export async function pullImage(ref: string, opts: PullOptions): Promise<PullResult> {
   const started = performance.now();
-  const say = opts.progress ?? (() => {});
+  const progress = opts.progress ?? (() => {});
+  const say = (line: string): void => progress(`[${((performance.now() - started) / 1000).toFixed(2)} s] ${line}`);
   const parsed = parseReference(ref);
   const name = formatReference(parsed);
   const registry = new RegistryClient({ ...(opts.insecure ? { insecure: true } : {}), ...(opts.platform ? { platform: opts.platform } : {}) });
@@ -59,6 +60,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
     say(`resolved ${name}: manifest ${manifest.digest}, ${chain.length} layers`);
 
     await ctd.createLease(`dadi-pull-${randomBytes(8).toString('hex')}`, 3600);
+    say('lease created');
     const source = { [`containerd.io/distribution.source.${parsed.registry}`]: parsed.repository };
     await ctd.writeContent(cfgDesc.digest, configBytes, source);
     const manifestLabels: Record<string, string> = { ...source, 'containerd.io/gc.ref.content.config': cfgDesc.digest };
@@ -70,6 +72,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<PullRes
       await ctd.writeContent(resolved.index.digest, resolved.index.bytes, indexLabels);
     }
 
+    say('manifest and config stored in containerd');
     const sn = ctd.snapshots(opts.snapshotter);
     let prepared = 0;
     for (const [i, layer] of manifest.json.layers.entries()) {
