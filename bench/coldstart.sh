@@ -82,7 +82,7 @@ PY
       env OUT="$o" PROFILES="$prof" RUNS=1 SNAPSHOTTER=stargz IMAGE="${STARGZ_IMAGE:-bench/app:esgz}" \
         CTD_EXTRA_TOML="$(printf '[proxy_plugins.stargz]\n  type = "snapshot"\n  address = "%s/s.sock"' "$S")" \
         PULL_CMD="ctr-remote --address \$SOCK --namespace bench image rpull --plain-http --snapshotter stargz \$REG/\$IMAGE" \
-        BEFORE_RUN="rm -rf $S; mkdir -p $S; setsid $STARGZ_BIN -address $S/s.sock -root $S/root -log-level warn >$S/log 2>&1 </dev/null & echo \$! >$S/pid; for i in \$(seq 1 200); do [ -S $S/s.sock ] && exit 0; sleep 0.05; done; exit 1" \
+        BEFORE_RUN="rm -rf $S; mkdir -p $S; setsid $STARGZ_BIN -address $S/s.sock -root $S/root -log-level warn -plain-http-host \$REG >$S/log 2>&1 </dev/null & echo \$! >$S/pid; for i in \$(seq 1 200); do [ -S $S/s.sock ] && exit 0; sleep 0.05; done; exit 1" \
         AFTER_RUN="kill \$(cat $S/pid) 2>/dev/null; sleep 0.5; grep ' $S/' /proc/mounts | awk '{print \$2}' | xargs -r -n1 umount -l; rm -rf $S" \
         bash "$SHARED/bench/coldstart-overlayfs.sh" >/dev/null 2>"$o.err" ;;
   esac

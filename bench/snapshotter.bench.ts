@@ -83,8 +83,9 @@ async function startDaemon(base: string, opts: { background?: boolean; cacheDir:
   const root = join(base, 'root');
   const address = join(base, 's.sock');
   const config = join(base, 'config.toml');
-  await writeFile(config, `root = "${root}"\naddress = "${address}"\nlogLevel = "debug"\n[cache]\ndir = "${opts.cacheDir}"\n` +
-    `${process.env.DADI_REFILL ? `refillUnit = "${process.env.DADI_REFILL}"\n` : ''}` +
+  await writeFile(config, `root = "${root}"\naddress = "${address}"\nlogLevel = "debug"\n` +
+    `${process.env.DADI_READ_AHEAD_KB ? `readAheadKB = ${process.env.DADI_READ_AHEAD_KB}\n` : ''}` +
+    `[cache]\ndir = "${opts.cacheDir}"\n${process.env.DADI_REFILL ? `refillUnit = "${process.env.DADI_REFILL}"\n` : ''}` +
     `[background]\nenable = ${opts.background ? 'true' : 'false'}\ndelaySeconds = 0\nrate = 0\n`);
   const main = join(REPO, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error('run npm run build first (the daemon runs compiled)');

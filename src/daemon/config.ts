@@ -28,6 +28,8 @@ export interface SnapshotterConfig {
   registry: { plainHttp: string[]; mirrors: Mirror[] };
   /** Virtual size (GiB) of a writable disk with nothing below it (overlaybd's default 64). */
   defaultVsizeGB: number;
+  /** Read-ahead (KiB) of attached devices; -1 leaves the kernel's default. */
+  readAheadKB: number;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/dadi/snapshotter.toml';
@@ -42,6 +44,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Snapshotter
     background: { enable: true, delaySeconds: 30, bytesPerSecond: 32 * 2 ** 20 },
     registry: { plainHttp: [], mirrors: [] },
     defaultVsizeGB: 64,
+    readAheadKB: -1,
   };
 }
 
@@ -117,7 +120,7 @@ class Reader {
 /** Applies a parsed TOML document onto `cfg`. */
 export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): SnapshotterConfig {
   const r = new Reader(file, '', doc);
-  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'cache', 'background', 'registry']);
+  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry']);
   r.string('root', (v) => { cfg.root = v; });
   r.string('address', (v) => { cfg.address = v; });
   r.string('rwMode', (v) => {
@@ -129,6 +132,12 @@ export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): Sna
     cfg.logLevel = v;
   });
   r.number('defaultVsizeGB', (v) => { cfg.defaultVsizeGB = v; });
+  if (doc.readAheadKB !== undefined) {
+    if (typeof doc.readAheadKB !== 'number' || !Number.isInteger(doc.readAheadKB) || doc.readAheadKB < -1) {
+      throw new ConfigError(`${file}: readAheadKB must be a whole number of KiB, or -1 for the kernel's default`);
+    }
+    cfg.readAheadKB = doc.readAheadKB;
+  }
   const cache = r.table('cache');
   if (cache) {
     cache.known(['dir', 'size', 'refillUnit']);
@@ -198,6 +207,7 @@ export function formatConfig(cfg: SnapshotterConfig): string {
     rwMode: cfg.rwMode,
     logLevel: cfg.logLevel,
     defaultVsizeGB: cfg.defaultVsizeGB,
+    readAheadKB: cfg.readAheadKB,
     cache: { dir: cfg.cache.dir, size: cfg.cache.size, refillUnit: cfg.cache.refillUnit },
     background: { enable: cfg.background.enable, delaySeconds: cfg.background.delaySeconds, rate: cfg.background.bytesPerSecond },
     registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })) },

@@ -35,6 +35,7 @@ export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningS
   const snapshotter = await Snapshotter.open(cfg, {
     client, cache,
     background: { enable: cfg.background.enable, delayMs: cfg.background.delaySeconds * 1000, bytesPerSecond: cfg.background.bytesPerSecond },
+    ...(cfg.readAheadKB >= 0 ? { readAheadKB: cfg.readAheadKB } : {}),
   });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 << 20 });
   addSnapshotsService(server, snapshotter);

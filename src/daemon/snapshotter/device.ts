@@ -58,6 +58,8 @@ export interface DeviceContext {
   client: RegistryClient;
   cache: BlobCache;
   background: { enable: boolean; delayMs: number; bytesPerSecond: number };
+  /** Read-ahead (KiB) of the block device and of the nbdfuse file under it; undefined: the kernel's. */
+  readAheadKB?: number;
 }
 
 export interface DeviceTimings { openMs: number; attachMs: number; mkfsMs: number; mountMs: number }
@@ -157,6 +159,7 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     let attachment: Attachment | undefined;
     undo.push(async (force) => { if (attachment) await detachExport(attachment, force); });
     const device = await attachExport(socket, spec.workDir, !disk.writable, async (a) => { attachment = a; });
+    if (ctx.readAheadKB !== undefined) await setReadAhead(device, attachment, ctx.readAheadKB);
     timings.attachMs = performance.now() - t1;
 
     if (spec.mkfs) {
@@ -199,6 +202,20 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
   } catch (err) {
     await undoAll(true).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed attach'));
     throw err;
+  }
+}
+
+/**
+ * Sets the read-ahead of the block device and, for nbdfuse, of the FUSE file's backing device
+ * info (each level would otherwise read ahead on its own, fetching blocks nobody asked for).
+ */
+async function setReadAhead(device: string, a: Attachment | undefined, kb: number): Promise<void> {
+  const { stat, writeFile } = await import('node:fs/promises');
+  await writeFile(`/sys/block/${basename(device)}/queue/read_ahead_kb`, String(kb));
+  if (a?.kind === 'nbdfuse') {
+    const st = await stat(join(a.fuseDir, 'nbd'));
+    const bdi = `/sys/class/bdi/${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}/read_ahead_kb`;
+    await writeFile(bdi, String(kb)).catch((err: Error) => log.debug({ bdi, err: err.message }, 'setting nbdfuse read-ahead'));
   }
 }
 
