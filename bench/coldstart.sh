@@ -9,6 +9,7 @@
 #   add "stargz" with STARGZ_BIN), DADI_IMAGE (bench/app:obd; `dadi convert` of bench/app pushed to
 #   the bench registry, see README below), OUT (/tmp/dadi-bench-coldstart-snap), DADI_REFILL (cache
 #   refill unit, default the daemon's), SHARED (../shared).
+#   STARGZ_BIN: bench/stargz/build.sh builds it; STARGZ_IMAGE (bench/app:esgz, from bench/make-estargz.sh).
 # Output: $OUT/raw.tsv (one row per run and variant), $OUT/dadi-attach.tsv (the daemon's own
 #   timings per run: open layers, NBD + nbdfuse + loop, mount), and a summary table with the
 #   medians and each variant's ratio to overlayfs.
