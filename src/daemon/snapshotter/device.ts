@@ -19,7 +19,9 @@ import { errorMessage } from '../../errors.ts';
 import { openLayerSource } from '../../format/open-layer.ts';
 import type { ReadOnlyLayer, WritableLayer } from '../../format/lsmt/types.ts';
 import { createWritableLayer, openWritableLayer } from '../../format/lsmt/writable.ts';
+import { hasLsmtMagic } from '../../format/lsmt/header.ts';
 import { sealLayer } from '../../format/lsmt/seal.ts';
+import { hasMagic as hasZfileMagic } from '../../format/zfile/header.ts';
 import { attachExport, detachExport, type Attachment } from '../../host/attach.ts';
 import { detectFsType } from '../../host/fs-type.ts';
 import { loopsBackedBy, detachLoop } from '../../host/loop-device.ts';
@@ -203,6 +205,11 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     await undoAll(true).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed attach'));
     throw err;
   }
+}
+
+/** Whether the first bytes of a file are an LSMT or ZFile header (formats.md §7.4 step 2). */
+export function looksLikeLayer(head: Uint8Array): boolean {
+  return hasLsmtMagic(head) || hasZfileMagic(head);
 }
 
 /**
