@@ -165,7 +165,7 @@ function listenOn(server: Server, start: (cb: () => void) => void): Promise<void
 }
 
 /** Removes a socket file nobody listens on (left by a killed server); refuses to steal a live one. */
-async function removeStaleSocket(path: string): Promise<void> {
+export async function removeStaleSocket(path: string): Promise<void> {
   const st = await stat(path).catch(() => null);
   if (!st) return;
   if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);

@@ -1,0 +1,64 @@
+/**
+ * `dadi snapshotter`: the long-running service. Opens the block cache and one registry client
+ * (plain-HTTP hosts and mirrors from the config), the snapshotter (which recovers from whatever
+ * an earlier process left), and serves the snapshots API on a unix socket until SIGTERM/SIGINT,
+ * then stops accepting calls, detaches every device and closes the store.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { BlobCache } from '../io/cache.ts';
+import { removeStaleSocket } from '../nbd/server.ts';
+import { RegistryClient } from '../registry/client.ts';
+import { log } from '../util/log.ts';
+import type { SnapshotterConfig } from './config.ts';
+import { addSnapshotsService } from './snapshotter/service.ts';
+import { Snapshotter } from './snapshotter/snapshotter.ts';
+
+export interface RunningSnapshotter {
+  snapshotter: Snapshotter;
+  address: string;
+  stop(): Promise<void>;
+}
+
+export function registryEndpoints(cfg: SnapshotterConfig): Record<string, string> {
+  const endpoints: Record<string, string> = {};
+  for (const host of cfg.registry.plainHttp) endpoints[host] = `http://${host === 'docker.io' ? 'registry-1.docker.io' : host}`;
+  for (const m of cfg.registry.mirrors) endpoints[m.host] = m.endpoint;
+  return endpoints;
+}
+
+export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningSnapshotter> {
+  const started = performance.now();
+  const client = new RegistryClient({ endpoints: registryEndpoints(cfg) });
+  const cache = await BlobCache.open({ dir: cfg.cache.dir, capacityBytes: cfg.cache.size, refillUnit: cfg.cache.refillUnit });
+  const snapshotter = await Snapshotter.open(cfg, {
+    client, cache,
+    background: { enable: cfg.background.enable, delayMs: cfg.background.delaySeconds * 1000, bytesPerSecond: cfg.background.bytesPerSecond },
+    ...(cfg.readAheadKB >= 0 ? { readAheadKB: cfg.readAheadKB } : {}),
+  });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 << 20 });
+  addSnapshotsService(server, snapshotter);
+  await mkdir(dirname(cfg.address), { recursive: true, mode: 0o711 });
+  await removeStaleSocket(cfg.address);
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix:${cfg.address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  });
+  log.info({ address: cfg.address, root: cfg.root, cacheDir: cfg.cache.dir, rwMode: cfg.rwMode, ms: Math.round(performance.now() - started) },
+    'dadi snapshotter serving');
+  let stopping: Promise<void> | undefined;
+  return {
+    snapshotter, address: cfg.address,
+    stop: () => {
+      stopping ??= (async () => {
+        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await snapshotter.close();
+        await cache.close();
+        await client.close();
+        await rm(cfg.address, { force: true });
+        log.info('dadi snapshotter stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * The snapshotter config: `dadi snapshotter --print-config` prints a complete TOML config that
+ * reads back as the same config; the shipped deploy files agree with the defaults; a file
+ * overrides defaults key by key and flags override the file; mistakes are named.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parse } from 'smol-toml';
+import { applyToml, defaultConfig, loadConfig } from '../../src/daemon/config.ts';
+import { repoRoot, runDadi, tempDir } from '../helpers/env.ts';
+
+test('--print-config prints the defaults as TOML that loads back to the same config', async (t) => {
+  const dir = await tempDir(t);
+  const r = await runDadi(['snapshotter', '--print-config'], { env: { DADI_CACHE_DIR: '/var/cache/dadi-test' } });
+  assert.equal(r.code, 0, r.stderr);
+  const file = join(dir, 'printed.toml');
+  await writeFile(file, r.stdout);
+  const env = { DADI_CACHE_DIR: '/var/cache/dadi-test' };
+  assert.deepEqual(await loadConfig(file, env), defaultConfig(env));
+  assert.match(r.stdout.toString(), /rwMode = "overlayfs"/);
+});
+
+test('flags override the config file, which overrides the defaults', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'c.toml');
+  await writeFile(file, 'rwMode = "dir"\nroot = "/from/file"\n[cache]\nsize = "1G"\nrefillUnit = "64K"\n[registry]\nplainHttp = ["reg.local:5000"]\n' +
+    '[[registry.mirrors]]\nhost = "docker.io"\nendpoint = "https://mirror.example.com/"\n');
+  const cfg = await loadConfig(file);
+  assert.equal(cfg.rwMode, 'dir');
+  assert.equal(cfg.cache.size, 2 ** 30);
+  assert.equal(cfg.cache.refillUnit, 64 << 10);
+  assert.deepEqual(cfg.registry, { plainHttp: ['reg.local:5000'], mirrors: [{ host: 'docker.io', endpoint: 'https://mirror.example.com' }] });
+  const r = await runDadi(['snapshotter', '--config', file, '--root', '/from/flag', '--rw-mode', 'dev', '--print-config']);
+  assert.equal(r.code, 0, r.stderr);
+  const printed = parse(r.stdout.toString()) as Record<string, unknown>;
+  assert.equal(printed.root, '/from/flag');
+  assert.equal(printed.rwMode, 'dev');
+  assert.equal((printed.cache as Record<string, unknown>).size, 2 ** 30, 'the file still counts where no flag is given');
+});
+
+test('config mistakes are refused with the key named', async (t) => {
+  const bad = (doc: Record<string, unknown>): string => {
+    try {
+      applyToml(defaultConfig(), doc, 'x.toml');
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.match(bad({ rwMode: 'tmpfs' }), /x\.toml: rwMode is "tmpfs"; expected one of overlayfs, dir, dev/);
+  assert.match(bad({ cache: { sizee: 1 } }), /cache\.sizee is not a known key/);
+  assert.match(bad({ cache: { refillUnit: 1000 } }), /refillUnit must be a multiple of 512/);
+  assert.match(bad({ registry: { mirrors: [{ host: 'docker.io' }] } }), /mirrors\[0\] needs both host and endpoint/);
+  assert.match(bad({ logLevel: 'loud' }), /logLevel "loud" is not a level/);
+  const dir = await tempDir(t);
+  await writeFile(join(dir, 'broken.toml'), 'root = \n');
+  await assert.rejects(loadConfig(join(dir, 'broken.toml')), /broken\.toml: not valid TOML/);
+  await assert.rejects(loadConfig(join(dir, 'missing.toml')), /missing\.toml: cannot read the config/);
+});
+
+test('the shipped deploy files agree with the defaults', async () => {
+  const shipped = parse(await readFile(join(repoRoot, 'deploy', 'snapshotter.toml'), 'utf8')) as Record<string, unknown>;
+  const cfg = applyToml(defaultConfig(), shipped, 'deploy/snapshotter.toml');
+  const d = defaultConfig();
+  assert.equal(cfg.root, d.root);
+  assert.equal(cfg.address, d.address);
+  const ctd = parse(await readFile(join(repoRoot, 'deploy', 'containerd-config.toml'), 'utf8')) as { proxy_plugins: { dadi: { type: string; address: string } } };
+  assert.deepEqual({ ...ctd.proxy_plugins.dadi }, { type: 'snapshot', address: d.address });
+  const unit = await readFile(join(repoRoot, 'deploy', 'dadi-snapshotter.service'), 'utf8');
+  assert.match(unit, /ExecStart=\S*dadi snapshotter --config \/etc\/dadi\/snapshotter\.toml/);
+});
