@@ -147,16 +147,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         t0 = performance.now();
         // Read-only: nothing is written back, so the kernel never throttles dirty pages against the
         // server living in this process; the mount is read one operation at a time for the same reason.
-        const mount = await mountDisk(image.disk, { mountPoint: join(work, 'm', 'mnt'), workDir: join(work, 'm'), readOnly: true, description: dst })
+        const mountPoint = join(work, 'm', 'mnt');
+        const mount = await mountDisk(image.disk, { mountPoint, workDir: join(work, 'm'), readOnly: true, description: dst })
           .catch((err: unknown) => {
             cleanups.push({ what: 'unmount', undo: async () => undoneBy(err) });
             throw err;
           });
         cleanups.push({ what: 'unmount', undo: () => mount.close() });
-        emit({ step: 'mount', status: 'done', mountPoint: mount.mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType, seconds: since(t0) });
+        emit({ step: 'mount', status: 'done', mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType ?? 'unknown', seconds: since(t0) });
 
         checkAbort();
-        const seen = await inspectMount(mount.mountPoint, content);
+        const seen = await inspectMount(mountPoint, content);
         const treeProblems = seen.problems.filter((p) => !p.startsWith(`/${content.readPath} differs`));
         emit({ step: 'list', entries: seen.entries.length, root: seen.entries.filter((e) => !e.path.includes('/')).map((e) => e.path),
           matches: treeProblems.length === 0, seconds: seen.listSeconds });

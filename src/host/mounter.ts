@@ -3,20 +3,24 @@
  * device), optionally given a file system, and mounted — described by a plain state object that
  * names every piece that exists, updated as each step starts, so whoever holds it (a handle in
  * this process, a record on disk for `dadi umount` in another) undoes exactly what is there with
- * the same code. `mountDisk` serves a Disk in this process and returns a handle with one close().
+ * the same code. `mountDisk` serves a Disk in this process and returns a handle with one close();
+ * without a mount point it stops at the block device (a VM's disk, the snapshotter's dev mode).
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Disk } from '../io/types.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { attachExport, detachExport, type Attachment } from './attach.ts';
+import { detectFsType } from './fs-type.ts';
 import { mountFs, unmountFs } from './mount-fs.ts';
 import { mountAt } from './mount-table.ts';
+import { setReadAhead } from './read-ahead.ts';
 import { HostStepError, runStep } from './run-tool.ts';
 
 /** What exists of one mount; every field is set before the step it describes can leave something behind. */
 export interface MountState {
-  mountPoint: string;
+  /** Where the file system is mounted; absent for a block device only. */
+  mountPoint?: string;
   readOnly: boolean;
   attach?: Attachment;
   /** The block device the file system is on, once attached. */
@@ -31,9 +35,14 @@ export interface AttachMountOptions {
   /** Run this (with the device appended) between attach and mount, e.g. mkfs. */
   format?: string[];
   mountOptions?: string[];
+  /** Read-ahead of the block device and of the nbdfuse file under it, KiB (default: the kernel's). */
+  readAheadKB?: number;
   /** Called after every step, with the state so far (to persist it). */
   progress?: (state: MountState) => Promise<void>;
 }
+
+/** How long each step took, for start-up reports. */
+export interface MountTimings { attachMs: number; formatMs: number; mountMs: number }
 
 /** sockaddr_un holds 108 bytes including the terminating NUL. */
 export function checkSocketPath(socket: string, hint: string): void {
@@ -41,17 +50,32 @@ export function checkSocketPath(socket: string, hint: string): void {
 }
 
 /** Attaches the export on `socket`, formats it if asked, and mounts it; `state` records each step. */
-export async function attachAndMount(socket: string, state: MountState, opts: AttachMountOptions): Promise<void> {
+export async function attachAndMount(socket: string, state: MountState, opts: AttachMountOptions): Promise<MountTimings> {
   const save = opts.progress ?? (async () => {});
+  const timings: MountTimings = { attachMs: 0, formatMs: 0, mountMs: 0 };
+  let t = performance.now();
   state.device = await attachExport(socket, opts.workDir, state.readOnly, async (a) => { state.attach = a; await save(state); });
   // A read-only export gives a read-only device; mount it read-only rather than let mount(8)
   // silently fall back and leave the state saying rw.
   if (!state.readOnly && (await deviceReadOnly(state.device))) state.readOnly = true;
+  if (opts.readAheadKB !== undefined) await setReadAhead(state.device, state.attach, opts.readAheadKB);
   await save(state);
-  if (opts.format) await runStep('format', [...opts.format, state.device], 300_000);
-  state.fsType = await mountFs(state.device, state.mountPoint, { readOnly: state.readOnly, ...(opts.mountOptions ? { extraOptions: opts.mountOptions } : {}) });
-  state.mounted = true;
-  await save(state);
+  timings.attachMs = performance.now() - t;
+  if (opts.format) {
+    t = performance.now();
+    await runStep('format', [...opts.format, state.device], 300_000);
+    timings.formatMs = performance.now() - t;
+  }
+  t = performance.now();
+  if (state.mountPoint) {
+    state.fsType = await mountFs(state.device, state.mountPoint, { readOnly: state.readOnly, ...(opts.mountOptions ? { extraOptions: opts.mountOptions } : {}) });
+    state.mounted = true;
+    await save(state);
+  } else {
+    state.fsType = (await detectFsType(state.device).catch(() => undefined)) ?? undefined;
+  }
+  timings.mountMs = performance.now() - t;
+  return timings;
 }
 
 async function deviceReadOnly(device: string): Promise<boolean> {
@@ -77,8 +101,8 @@ export interface UndoResult {
 export async function undoMount(state: MountState, lazyIfBusy: boolean): Promise<UndoResult> {
   const undone: string[] = [];
   let lazy = false;
-  const mounted = await mountAt(state.mountPoint);
-  if (mounted && state.device && mounted.source === state.device) {
+  const mounted = state.mountPoint ? await mountAt(state.mountPoint) : undefined;
+  if (state.mountPoint && mounted && state.device && mounted.source === state.device) {
     lazy = (await unmountFs(state.mountPoint, lazyIfBusy)) === 'lazy';
     undone.push(lazy ? `lazily unmounted ${state.mountPoint}` : `unmounted ${state.mountPoint}`);
   }
@@ -106,26 +130,40 @@ export function undoneBy(err: unknown): string[] {
   return Array.isArray(undone) ? undone : [];
 }
 
-/** A Disk mounted through this process's own NBD server. */
+/** The file system was still in use: nothing was torn down (close({ busy: 'fail' })). */
+export class MountBusyError extends Error {
+  override readonly name = 'MountBusyError';
+}
+
+export interface CloseOptions {
+  /** A lazily detached (busy) file system is an error: its last writes may not have reached the disk. */
+  strict?: boolean;
+  /** A busy file system: detach it lazily (default), or fail with MountBusyError leaving everything in place. */
+  busy?: 'lazy' | 'fail';
+}
+
+/** A Disk attached (and mounted) through this process's own NBD server. */
 export interface MountHandle {
-  readonly mountPoint: string;
+  /** Absent when only the block device was attached. */
+  readonly mountPoint: string | undefined;
   readonly device: string;
-  readonly fsType: string;
+  readonly fsType: string | undefined;
   readonly readOnly: boolean;
   readonly method: Attachment['kind'];
   readonly socket: string;
   /** Processes started for the mount (nbdfuse), for status output. */
   readonly processes: number[];
+  readonly timings: MountTimings;
   /**
    * Unmounts, detaches and stops the server, whatever of it exists; safe to repeat. Returns what
-   * it undid. A busy file system is detached lazily; with `strict` that is an error (its last
-   * writes may not have reached the disk).
+   * it undid.
    */
-  close(opts?: { strict?: boolean }): Promise<string[]>;
+  close(opts?: CloseOptions): Promise<string[]>;
 }
 
 export interface MountDiskOptions extends Omit<AttachMountOptions, 'progress'> {
-  mountPoint: string;
+  /** Mount the file system here; without it, only the block device is attached. */
+  mountPoint?: string;
   readOnly: boolean;
   /** Names the export (NBD description). */
   description?: string;
@@ -142,18 +180,19 @@ export interface MountDiskOptions extends Omit<AttachMountOptions, 'progress'> {
 export async function mountDisk(disk: Disk, opts: MountDiskOptions): Promise<MountHandle> {
   const socket = join(opts.workDir, 'nbd.sock');
   checkSocketPath(socket, 'use a shorter TMPDIR or work directory');
-  await mkdir(opts.mountPoint, { recursive: true });
-  const state: MountState = { mountPoint: opts.mountPoint, readOnly: opts.readOnly };
-  let server: NbdServer | undefined = new NbdServer(disk, { description: opts.description ?? opts.mountPoint });
-  const close = async (strict: boolean): Promise<string[]> => {
+  if (opts.mountPoint) await mkdir(opts.mountPoint, { recursive: true });
+  const state: MountState = { ...(opts.mountPoint ? { mountPoint: opts.mountPoint } : {}), readOnly: opts.readOnly };
+  let server: NbdServer | undefined = new NbdServer(disk, { description: opts.description ?? opts.mountPoint ?? opts.workDir });
+  const close = async (o: CloseOptions): Promise<string[]> => {
     const undone: string[] = [];
     const errors: string[] = [];
     try {
-      const r = await undoMount(state, true);
+      const r = await undoMount(state, o.busy !== 'fail');
       undone.push(...r.undone);
       errors.push(...r.errors);
-      if (r.lazy && strict) errors.push(`${state.mountPoint} was busy and only lazily unmounted: its last writes may not be on the disk`);
+      if (r.lazy && o.strict) errors.push(`${state.mountPoint} was busy and only lazily unmounted: its last writes may not be on the disk`);
     } catch (err) {
+      if (o.busy === 'fail') throw new MountBusyError(`${state.mountPoint} is in use: ${(err as Error).message}`, { cause: err });
       errors.push((err as Error).message);
     }
     if (server) {
@@ -169,12 +208,13 @@ export async function mountDisk(disk: Disk, opts: MountDiskOptions): Promise<Mou
     if (errors.length > 0) throw new HostStepError('unmount', `${errors.join('; ')} (undone: ${undone.join(', ') || 'nothing'})`);
     return undone;
   };
+  let timings: MountTimings;
   try {
     await server.listen({ unix: socket });
-    await attachAndMount(socket, state, opts);
+    timings = await attachAndMount(socket, state, opts);
   } catch (err) {
     // What the failed mount undid travels with the error, for callers that report cleanup.
-    const undone = await close(false).catch((undo: Error) => {
+    const undone = await close({}).catch((undo: Error) => {
       (err as Error).message += `; cleaning up also failed: ${undo.message}`;
       return [];
     });
@@ -182,8 +222,9 @@ export async function mountDisk(disk: Disk, opts: MountDiskOptions): Promise<Mou
   }
   const a = state.attach!;
   return {
-    mountPoint: state.mountPoint, device: state.device!, fsType: state.fsType!, readOnly: state.readOnly, method: a.kind, socket,
+    mountPoint: state.mountPoint, device: state.device!, fsType: state.fsType, readOnly: state.readOnly, method: a.kind, socket,
     processes: a.kind === 'nbdfuse' && a.nbdfuse ? [a.nbdfuse.pid] : [],
-    close: (o) => close(o?.strict ?? false),
+    timings,
+    close: (o) => close(o ?? {}),
   };
 }

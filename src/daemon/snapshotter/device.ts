@@ -11,31 +11,28 @@
  * serves: the kernel's page writeback and containers' reads wait on us, never the reverse, and
  * mount, mkfs and umount run as child processes.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LayerStack } from '../../disk/layer-stack.ts';
-import { LocalFileSource } from '../../disk/local-file.ts';
 import { errorMessage } from '../../errors.ts';
-import { openLayerSource } from '../../format/open-layer.ts';
-import type { ReadOnlyLayer, WritableLayer } from '../../format/lsmt/types.ts';
-import { createWritableLayer, openWritableLayer } from '../../format/lsmt/writable.ts';
 import { hasLsmtMagic } from '../../format/lsmt/header.ts';
 import { sealLayer } from '../../format/lsmt/seal.ts';
 import { hasMagic as hasZfileMagic } from '../../format/zfile/header.ts';
-import { attachExport, detachExport, type Attachment } from '../../host/attach.ts';
-import { detectFsType } from '../../host/fs-type.ts';
 import { loopsBackedBy, detachLoop } from '../../host/loop-device.ts';
-import { mountFs, unmountFs } from '../../host/mount-fs.ts';
+import { mountDisk, MountBusyError, type MountHandle } from '../../host/mounter.ts';
 import { mountTable } from '../../host/mount-table.ts';
 import { stopNbdfuse } from '../../host/nbdfuse.ts';
 import { identify, terminate } from '../../host/processes.ts';
 import { runStep } from '../../host/run-tool.ts';
+import { layerChainConfig } from '../../image/chain/config.ts';
+import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
+import { openLayerChain, type LayerChainSpec } from '../../image/chain/layer.ts';
+import { fileUpstream, registryUpstream } from '../../image/chain/upstreams.ts';
 import { mkfsArgs } from '../../image/convert/mkfs.ts';
-import { openRemoteLayer, type RemoteLayer } from '../../image/remote/layer.ts';
+import { BackgroundFill } from '../../image/remote/background.ts';
 import type { BlobCache } from '../../io/cache.ts';
-import { NbdServer } from '../../nbd/server.ts';
 import type { RegistryClient } from '../../registry/client.ts';
 import { log } from '../../util/log.ts';
+import { Owner } from '../../util/owner.ts';
 
 export type LowerLayer =
   | { kind: 'remote'; registry: string; repository: string; digest: string; size: number; name: string }
@@ -81,17 +78,12 @@ export class DeviceBusyError extends Error {
   override readonly name = 'DeviceBusyError';
 }
 
-async function openLower(l: LowerLayer, ctx: DeviceContext): Promise<ReadOnlyLayer> {
+function chainSpec(l: LowerLayer, ctx: DeviceContext): LayerChainSpec {
   if (l.kind === 'remote') {
-    return openRemoteLayer(ctx.client, { registry: l.registry, repository: l.repository }, { digest: l.digest, size: l.size }, ctx.cache, l.name);
+    const blob = { digest: l.digest, size: l.size };
+    return { name: l.name, blob, upstream: registryUpstream(ctx.client, { registry: l.registry, repository: l.repository }, blob) };
   }
-  const src = await LocalFileSource.open(l.path);
-  try {
-    return await openLayerSource(src, l.name);
-  } catch (err) {
-    await src.close();
-    throw err;
-  }
+  return { name: l.name, upstream: fileUpstream(l.path) };
 }
 
 /**
@@ -100,95 +92,44 @@ async function openLower(l: LowerLayer, ctx: DeviceContext): Promise<ReadOnlyLay
  * pulled, it overlaps with the rest of the pull.
  */
 export async function warmLayer(l: LowerLayer, ctx: DeviceContext): Promise<void> {
-  const layer = await openLower(l, ctx);
+  const layer = await openLayerChain(chainSpec(l, ctx), layerChainConfig({ cache: ctx.cache }));
   await layer.close();
 }
 
-async function openUpper(u: NonNullable<DeviceSpec['upper']>, tag: number): Promise<WritableLayer> {
-  if (u.create) await (await createWritableLayer(u.data, u.index, { virtualSize: u.create.virtualSize, tag })).close();
-  return openWritableLayer(u.data, u.index, { tag });
-}
-
-/** Attaches and mounts `spec`; on failure undoes what it did and throws. */
+/** Attaches (and mounts) `spec` through the image chain and the host mounter; on failure undoes what it did and throws. */
 export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promise<AttachedDevice> {
-  const undo: Array<(force: boolean) => Promise<unknown>> = [];
+  const owner = new Owner();
   const t0 = performance.now();
-  const timings: DeviceTimings = { openMs: 0, attachMs: 0, mkfsMs: 0, mountMs: 0 };
-  const socket = join(spec.workDir, 'nbd.sock');
-  if (Buffer.byteLength(socket) > 107) throw new Error(`${spec.name}: socket path ${socket} is longer than 107 bytes; use a shorter root directory`);
-  const undoAll = async (force: boolean): Promise<void> => {
-    const errors: string[] = [];
-    for (const fn of undo.splice(0).reverse()) {
-      try { await fn(force); } catch (err) { errors.push(errorMessage(err)); }
-    }
-    if (errors.length > 0) throw new Error(`${spec.name}: detaching: ${errors.join('; ')}`);
-  };
   try {
-    const settled = await Promise.allSettled(spec.lowers.map((l) => openLower(l, ctx)));
-    const layers: ReadOnlyLayer[] = [];
-    for (const s of settled) if (s.status === 'fulfilled') layers.push(s.value);
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed) {
-      await Promise.allSettled(layers.map((l) => l.close()));
-      throw failed.reason;
+    const upper: UpperSpec | undefined = spec.upper && {
+      data: spec.upper.data, index: spec.upper.index,
+      // virtualSize 0: the size of the layers below (the image chain's default for a new layer).
+      ...(spec.upper.create ? { create: spec.upper.create.virtualSize > 0 ? { virtualSize: spec.upper.create.virtualSize } : {} } : {}),
+    };
+    const chain = await openImageChain({
+      lowers: spec.lowers.map((l): LowerSpec => ({ chain: chainSpec(l, ctx) })),
+      ...(upper ? { upper } : {}),
+      config: layerChainConfig({ cache: ctx.cache }),
+      parallel: 32,
+    }, owner);
+    const disk = chain.disk;
+    owner.defer('flush', async () => { if (disk.writable) await disk.flush(); });
+    const openMs = performance.now() - t0;
+    if (ctx.background.enable) {
+      const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
+      owner.defer('background download', async () => background.stop());
     }
-    let upper: WritableLayer | undefined;
-    if (spec.upper) {
-      try {
-        upper = await openUpper(spec.upper, layers.length);
-      } catch (err) {
-        await Promise.allSettled(layers.map((l) => l.close()));
-        throw err;
-      }
-    }
-    const disk = await LayerStack.open({ lowers: layers, ...(upper ? { upper } : {}) }).catch(async (err: unknown) => {
-      await Promise.allSettled([...layers, ...(upper ? [upper] : [])].map((l) => l.close()));
-      throw err;
+    const mount: MountHandle = await mountDisk(disk, {
+      workDir: spec.workDir, readOnly: !disk.writable, description: spec.name,
+      ...(spec.mountPoint ? { mountPoint: spec.mountPoint } : {}),
+      ...(spec.mkfs ? { format: ['mkfs.ext4', ...mkfsArgs()] } : {}),
+      ...(ctx.readAheadKB !== undefined ? { readAheadKB: ctx.readAheadKB } : {}),
     });
-    undo.push(async () => {
-      if (disk.writable) await disk.flush();
-      await disk.close();
-    });
-    timings.openMs = performance.now() - t0;
-    const background = startBackground(layers, ctx);
-    if (background) undo.push(async () => background());
-
-    const t1 = performance.now();
-    const server = new NbdServer(disk, { description: spec.name });
-    await rm(socket, { force: true });
-    await server.listen({ unix: socket });
-    undo.push(() => server.close());
-    let attachment: Attachment | undefined;
-    undo.push(async (force) => { if (attachment) await detachExport(attachment, force); });
-    const device = await attachExport(socket, spec.workDir, !disk.writable, async (a) => { attachment = a; });
-    if (ctx.readAheadKB !== undefined) await setReadAhead(device, attachment, ctx.readAheadKB);
-    timings.attachMs = performance.now() - t1;
-
-    if (spec.mkfs) {
-      const t2 = performance.now();
-      await runStep('mkfs', ['mkfs.ext4', ...mkfsArgs(), device], 300_000);
-      timings.mkfsMs = performance.now() - t2;
-    }
-    let fsType: string | undefined;
-    if (spec.mountPoint) {
-      const t3 = performance.now();
-      const mountPoint = spec.mountPoint;
-      await mkdir(mountPoint, { recursive: true });
-      undo.push(async (force) => {
-        const r = await unmountFs(mountPoint, force).catch((err: Error) => {
-          throw new DeviceBusyError(`${mountPoint} is in use: ${err.message}`);
-        });
-        if (r === 'lazy') log.warn({ mountPoint }, 'device mount was busy: detached lazily');
-      });
-      fsType = await mountFs(device, mountPoint, { readOnly: !disk.writable });
-      timings.mountMs = performance.now() - t3;
-    } else {
-      fsType = await detectFsType(device);
-    }
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
     return {
-      device, mountPoint: spec.mountPoint, fsType, timings,
+      device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
+      timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {
         const s = ctx.client.stats.blob(d);
         return { bytes: acc.bytes + s.bytes, requests: acc.requests + s.requests };
@@ -196,13 +137,21 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       close: async (opts = {}) => {
         if (closed) return;
         // A busy mount fails here before anything below it is touched, unless forced.
-        if (spec.mountPoint && !opts.force) await undoUntilMount(undo, spec.mountPoint);
+        let failure: Error | undefined;
+        try {
+          await mount.close({ busy: opts.force ? 'lazy' : 'fail' });
+        } catch (err) {
+          // Busy: nothing was torn down, so the caller may try again later.
+          if (err instanceof MountBusyError) throw new DeviceBusyError(err.message, { cause: err });
+          failure = new Error(`${spec.name}: detaching: ${errorMessage(err)}`, { cause: err });
+        }
         closed = true;
-        await undoAll(opts.force ?? false);
+        await owner.close();
+        if (failure) throw failure;
       },
     };
   } catch (err) {
-    await undoAll(true).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed attach'));
+    await owner.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed attach'));
     throw err;
   }
 }
@@ -210,20 +159,6 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
 /** Whether the first bytes of a file are an LSMT or ZFile header (formats.md §7.4 step 2). */
 export function looksLikeLayer(head: Uint8Array): boolean {
   return hasLsmtMagic(head) || hasZfileMagic(head);
-}
-
-/**
- * Sets the read-ahead of the block device and, for nbdfuse, of the FUSE file's backing device
- * info (each level would otherwise read ahead on its own, fetching blocks nobody asked for).
- */
-async function setReadAhead(device: string, a: Attachment | undefined, kb: number): Promise<void> {
-  const { stat, writeFile } = await import('node:fs/promises');
-  await writeFile(`/sys/block/${basename(device)}/queue/read_ahead_kb`, String(kb));
-  if (a?.kind === 'nbdfuse') {
-    const st = await stat(join(a.fuseDir, 'nbd'));
-    const bdi = `/sys/class/bdi/${Math.floor(st.dev / 256) & 0xfff}:${(st.dev & 0xff) | ((st.dev >> 12) & 0xfff00)}/read_ahead_kb`;
-    await writeFile(bdi, String(kb)).catch((err: Error) => log.debug({ bdi, err: err.message }, 'setting nbdfuse read-ahead'));
-  }
 }
 
 /**
@@ -246,37 +181,6 @@ export async function sealWritableLayer(data: string, index: string, out: string
     throw new Error(`neither ${data} nor ${out} exists: the writable layer is gone`);
   }
   await del(index, { force: true });
-}
-
-/** Runs the last undo step (the unmount) alone, so a busy mount is reported with nothing torn down. */
-async function undoUntilMount(undo: Array<(force: boolean) => Promise<unknown>>, mountPoint: string): Promise<void> {
-  const last = undo[undo.length - 1];
-  if (!last) return;
-  await last(false);
-  undo.pop();
-  log.debug({ mountPoint }, 'device unmounted');
-}
-
-/** After the configured delay, downloads the remote layers whole in the background (throttled). */
-function startBackground(layers: readonly ReadOnlyLayer[], ctx: DeviceContext): (() => void) | undefined {
-  if (!ctx.background.enable) return undefined;
-  const remote = layers.filter((l): l is RemoteLayer => (l as RemoteLayer).cached !== undefined);
-  if (remote.length === 0) return undefined;
-  let stopped = false;
-  const timer = setTimeout(() => {
-    void (async () => {
-      for (const l of remote) {
-        if (stopped || !l.cached || l.cached.complete) continue;
-        const opts = ctx.background.bytesPerSecond ? { maxBytesPerSec: ctx.background.bytesPerSecond } : {};
-        await l.cached.startBackgroundDownload(opts).done.catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'background download failed'));
-      }
-    })();
-  }, ctx.background.delayMs);
-  timer.unref();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-  };
 }
 
 /**

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { errorMessage } from '../../errors.ts';
 import { log } from '../../util/log.ts';
 import { cleanupStaleDevices } from './device.ts';
-import type { Snapshotter } from './snapshotter.ts';
+import type { SnapshotterCore } from './core.ts';
 
 export class Recovery {
-  constructor(private readonly s: Snapshotter) {}
+  constructor(private readonly s: SnapshotterCore) {}
 
   async run(): Promise<void> {
     const undone = await cleanupStaleDevices(this.s.layout.snapshotsDir);

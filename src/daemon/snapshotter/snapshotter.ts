@@ -28,15 +28,14 @@ import { diskUsage, type Usage } from './usage.ts';
 import { writeDeviceConfig, type ConfigLower } from './device-config.ts';
 import { Recovery } from './recovery.ts';
 import { WritableDisks } from './writable.ts';
+import type { LowerPlan, SnapshotterCore } from './core.ts';
 
 export interface Info { name: string; parent: string; kind: Kind; createdMs: number; updatedMs: number; labels: Record<string, string> }
 
-/** Where a snapshot's lower directories come from: overlayfs dirs above the topmost dadi layer, and that layer's device. */
-interface LowerPlan { dirs: string[]; block?: { owner: SnapshotRow; lowers: LowerLayer[]; imageRef: string } }
 
 const BLOCK_STORAGE = new Set(['remoteBlock', 'localBlock']);
 
-export class Snapshotter {
+export class Snapshotter implements SnapshotterCore {
   readonly layout: Layout;
   readonly devices: DeviceTable;
   private readonly writable: WritableDisks;

@@ -17,13 +17,13 @@ import { mountsUsing } from './in-use.ts';
 import { Label } from './labels.ts';
 import type { SnapshotRow } from './metadata.ts';
 import type { MountSpec } from './mounts.ts';
-import type { Snapshotter } from './snapshotter.ts';
+import type { SnapshotterCore } from './core.ts';
 import { diskUsage } from './usage.ts';
 
 const GiB = 2 ** 30;
 
 export class WritableDisks {
-  constructor(private readonly s: Snapshotter) {}
+  constructor(private readonly s: SnapshotterCore) {}
 
   /** The mode of a new active snapshot: the label wins; the config's applies to containers on dadi images. */
   modeFor(labels: Record<string, string>, parent: SnapshotRow | null): RwMode {
