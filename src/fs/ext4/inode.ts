@@ -31,6 +31,8 @@ export interface Inode {
   extraIsize: number;
   /** The in-inode extended attribute area (after the extra fields), raw; empty when there is none. */
   inlineXattrs: Uint8Array;
+  /** The slot as read, so fields dadi does not model (i_version, project id) survive a rewrite. */
+  raw?: Uint8Array;
 }
 
 const GOOD_OLD_SIZE = 128;
@@ -96,6 +98,7 @@ export function decodeInode(sb: Superblock, ino: number, raw: Uint8Array, name: 
     block: raw.slice(0x28, 0x28 + 60),
     extraIsize,
     inlineXattrs: sb.inodeSize > xattrStart ? raw.slice(xattrStart, sb.inodeSize) : new Uint8Array(0),
+    raw: raw.slice(0, sb.inodeSize),
   };
 }
 
@@ -110,7 +113,8 @@ function inodeCsum(sb: Superblock, ino: number, raw: Uint8Array, extraIsize: num
 
 /** Encodes `ino` into the slot `out` (sb.inodeSize bytes, overwritten whole) with its checksum. */
 export function encodeInode(sb: Superblock, inode: Inode, out: Uint8Array): void {
-  out.fill(0);
+  if (inode.raw) out.set(inode.raw);
+  else out.fill(0);
   const v = new DataView(out.buffer, out.byteOffset, out.length);
   const extra = sb.inodeSize > GOOD_OLD_SIZE ? inode.extraIsize : 0;
   v.setUint16(0x0, inode.mode, true);
@@ -145,6 +149,7 @@ export function encodeInode(sb: Superblock, inode: Inode, out: Uint8Array): void
     put(0x90, cr.lo);
     put(0x94, cr.extra);
     const xattrStart = GOOD_OLD_SIZE + extra;
+    out.fill(0, xattrStart);
     if (inode.inlineXattrs.length > 0) out.set(inode.inlineXattrs.subarray(0, sb.inodeSize - xattrStart), xattrStart);
   }
   if (hasMetadataCsum(sb)) {

@@ -15,6 +15,7 @@ import {
 export class Ext4Volume {
   private readonly inodes = new Map<number, Inode>();
   private readonly dirtyInodes = new Set<number>();
+  private readonly freedInodes = new Set<number>();
   private groupsDirty = false;
 
   private constructor(readonly io: BlockIo, readonly sb: Superblock, readonly groups: GroupDesc[], readonly name: string) {}
@@ -80,6 +81,13 @@ export class Ext4Volume {
   setInode(inode: Inode): void {
     this.inodes.set(inode.ino, inode);
     this.dirtyInodes.add(inode.ino);
+    this.freedInodes.delete(inode.ino);
+  }
+
+  /** A freed inode: its slot is written as zeros. */
+  freeInode(inode: Inode): void {
+    this.dirtyInodes.add(inode.ino);
+    this.freedInodes.add(inode.ino);
   }
 
   markInodeDirty(inode: Inode): void {
@@ -96,10 +104,13 @@ export class Ext4Volume {
     for (const ino of [...this.dirtyInodes].sort((a, b) => a - b)) {
       const { block, at } = this.locate(ino);
       const buf = await this.io.meta(block);
-      encodeInode(sb, this.inodes.get(ino)!, buf.subarray(at, at + sb.inodeSize));
+      const slot = buf.subarray(at, at + sb.inodeSize);
+      if (this.freedInodes.has(ino)) slot.fill(0);
+      else encodeInode(sb, this.inodes.get(ino)!, slot);
       this.io.markDirty(block);
     }
     this.dirtyInodes.clear();
+    this.freedInodes.clear();
     if (!this.groupsDirty) return;
     const perBlock = sb.blockSize / sb.descSize;
     for (let g = 0; g < sb.groupCount; g++) {
