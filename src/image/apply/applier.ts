@@ -101,8 +101,10 @@ export class LayerApplier {
     await this.target.finish();
   }
 
-  /** After a failure: nothing runs in the background any more, so nothing to wait for. */
-  async settle(): Promise<void> {}
+  /** After a failure: the target keeps what was applied up to the failing entry, consistent. */
+  async settle(): Promise<void> {
+    await this.target.settle?.();
+  }
 
   /** Removes whatever is at `rel` (whole trees too); `st` when already known. */
   private async clear(rel: string, entry: LayerEntry, st: TargetNode | null | undefined): Promise<void> {

@@ -40,4 +40,6 @@ export interface ApplyTarget {
   special(rel: string, entry: LayerEntry): Promise<void>;
   /** After the layer's last entry: whatever the target deferred (directory times, flushing). */
   finish(): Promise<void>;
+  /** After a failed entry: leave what was applied before it consistent (optional). */
+  settle?(): Promise<void>;
 }
