@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
 import { MemoryDisk } from '../../../src/disk/memory-disk.ts';
 import { mkfs } from '../../../src/fs/ext4/mkfs.ts';
 import { Ext4Reader } from '../../../src/fs/ext4/reader.ts';
@@ -116,11 +115,14 @@ export async function readerTree(fs: Ext4Reader, opts: { exclude?: string[] } = 
   return tree;
 }
 
-/** Loop-mounts the image read-only under `dir` (root only); unmounted after the test. */
-export async function loopMount(t: TestContext, image: string, dir: string): Promise<string> {
+/** Runs `fn` on the image loop-mounted read-only under `dir` (root only), unmounting after. */
+export async function withLoopMount<T>(image: string, dir: string, fn: (mnt: string) => Promise<T>): Promise<T> {
   const mnt = join(dir, `mnt-${Math.random().toString(36).slice(2)}`);
   await mkdir(mnt);
   execFileSync('mount', ['-t', 'ext4', '-o', 'loop,ro', image, mnt]);
-  t.after(() => { try { execFileSync('umount', [mnt]); } catch { execFileSync('umount', ['-l', mnt]); } });
-  return mnt;
+  try {
+    return await fn(mnt);
+  } finally {
+    try { execFileSync('umount', [mnt]); } catch { execFileSync('umount', ['-l', mnt]); }
+  }
 }

@@ -3,7 +3,7 @@
  * targets (the host directory and the userspace ext4).
  */
 import { createHash } from 'node:crypto';
-import { RawTar, type PackEntry } from './tar-build.ts';
+import { packTar, RawTar, type PackEntry } from './tar-build.ts';
 
 const T = (s: number) => new Date(s * 1000);
 
@@ -84,3 +84,45 @@ export function handBuiltLayer(): Buffer {
     .end();
 }
 
+
+const dir = (name: string, extra: Partial<PackEntry> = {}): PackEntry => ({ name, type: 'directory', mode: 0o755, ...extra });
+const file = (name: string, data: string, extra: Partial<PackEntry> = {}): PackEntry => ({ name, mode: 0o644, data, ...extra });
+
+/** Two layers: whiteouts of a tree, a file and a symlink, an opaque directory, a hard link to a lower file, a replaced file. */
+export async function whiteoutStack(): Promise<Buffer[]> {
+  const lower = await packTar([
+    dir('a'), file('a/keep', 'keep\n'), dir('a/gone-dir'), file('a/gone-dir/x', 'x\n'), dir('a/gone-dir/y'), file('a/gone-dir/y/z', 'z\n'),
+    file('a/gone-file', 'gone\n'), { name: 'a/gone-link', type: 'symlink', linkname: 'keep' },
+    dir('opq'), file('opq/old1', 'old\n'), dir('opq/olddir'), file('opq/olddir/f', 'f\n'),
+    dir('base'), file('base/shared', 'shared by a hard link\n', { uid: 33, gid: 33, mode: 0o600 }),
+    file('replaced', 'v1\n'),
+  ]);
+  const upper = await packTar([
+    dir('a', { mtime: new Date(1_650_000_000_000) }),
+    file('a/.wh.gone-dir', ''), file('a/.wh.gone-file', ''), file('a/.wh.gone-link', ''), file('a/.wh.never-existed', ''),
+    dir('opq', { mode: 0o700 }), file('opq/new-before', 'before the marker\n'), file('opq/.wh..wh..opq', ''), file('opq/new-after', 'after\n'),
+    dir('other'), { name: 'other/link-to-lower', type: 'link', linkname: 'base/shared' },
+    file('replaced', 'v2, longer than before\n', { mode: 0o755 }),
+  ]);
+  return [lower, upper];
+}
+
+/** Two layers: file over directory, directory over file, symlink over directory, directory over directory and over a symlink. */
+export function typeChangeStack(): Promise<Buffer[]> {
+  return Promise.all([
+    packTar([
+      dir('fd'), file('fd/child', 'c\n'), dir('fd/sub'), file('fd/sub/g', 'g\n'),
+      file('df', 'was a file\n'),
+      dir('sd'), file('sd/child', 'c\n'),
+      dir('dd', { mode: 0o755, uid: 1 }), file('dd/kept', 'kept\n'),
+      { name: 'ld', type: 'symlink', linkname: 'fd' },
+    ]),
+    packTar([
+      file('fd', 'now a file\n'),
+      dir('df', { mode: 0o711 }), file('df/inside', 'i\n'),
+      { name: 'sd', type: 'symlink', linkname: 'elsewhere' },
+      dir('dd', { mode: 0o750, uid: 2, gid: 3 }), file('dd/added', 'a\n'),
+      dir('ld'), file('ld/real', 'r\n'),
+    ]),
+  ]);
+}
