@@ -17,6 +17,7 @@ import { ApplyThread } from './apply-thread.ts';
 import { convertLayer } from './layer.ts';
 import { MKFS_OPTIONS } from './mkfs.ts';
 import { ReuseStore, type ConvertSettings } from './reuse.ts';
+import { USERSPACE_FS_ID } from './userspace-apply.ts';
 import { openSource, openTarget, type ImageTarget } from './store.ts';
 
 export const OVERLAYBD_VERSION = '0.1.0';
@@ -32,7 +33,7 @@ export type ConvertEvent =
   | { step: 'resolve'; src: string; manifest: string; layers: number; bytes: number }
   | { step: LayerStep; layer: number; digest: string; size: number }
   | { step: 'progress'; layer: number; bytes: number; size: number }
-  | { step: 'layer-done'; layer: number; digest: string; size: number; blobDigest: string; blobSize: number; how: LayerOutcome; seconds: number }
+  | { step: 'layer-done'; layer: number; digest: string; size: number; blobDigest: string; blobSize: number; how: LayerOutcome; seconds: number; pushed?: 'uploaded' | 'existing' }
   | { step: 'manifest'; digest: string; dst: string };
 
 export type LayerOutcome = 'converted' | 'reused' | 'mounted';
@@ -46,6 +47,8 @@ export interface ConvertOptions {
   insecure?: boolean;
   cacheDir: string;
   platform?: Platform;
+  /** Apply layers through a kernel mount (root, FUSE, loop; not reproducible) instead of the userspace ext4 writer. */
+  kernel?: boolean;
   /** Where per-layer scratch directories go (default: the OS temp dir). */
   tmpDir?: string;
   onEvent?(e: ConvertEvent): void;
@@ -92,7 +95,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
   const started = performance.now();
   const emit = opts.onEvent ?? (() => {});
   const settings: ConvertSettings = {
-    compress: opts.compress ?? 'lz4', blockSize: opts.blockSize ?? 4096, vsize: opts.vsize ?? DEFAULT_VSIZE, mkfs: MKFS_OPTIONS,
+    compress: opts.compress ?? 'lz4', blockSize: opts.blockSize ?? 4096, vsize: opts.vsize ?? DEFAULT_VSIZE,
+    mkfs: opts.kernel ? MKFS_OPTIONS : USERSPACE_FS_ID,
   };
   if (settings.vsize % 4096 !== 0 || settings.vsize <= 0) throw new Error(`--vsize ${settings.vsize} must be a positive multiple of 4096 bytes`);
   const client = new RegistryClient({ insecure: opts.insecure ?? false, ...(opts.platform ? { platform: opts.platform } : {}) });
@@ -145,12 +149,12 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         lowers.push(d.path);
       }
       // Started before the first mount, so its start-up overlaps with serving and mounting.
-      applier ??= new ApplyThread();
+      if (opts.kernel) applier ??= new ApplyThread();
       const converted = await convertLayer({
         index: i, name: layer.digest, lowers, vsize: settings.vsize, uuid: chainIdToUuid(chains[i]!),
         ...(i > 0 ? { parentUuid: chainIdToUuid(chains[i - 1]!) } : {}),
         compress: settings.compress, blockSize: settings.blockSize, workDir: join(work, `l${i}`),
-        applier, open: () => source.openBlob(layer),
+        kernel: opts.kernel ?? false, ...(applier ? { applier } : {}), open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),
       }).catch((err: unknown) => {
@@ -160,10 +164,10 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       });
       bytesIn += layer.size;
       emit({ step: 'push', ...ev });
-      await target.putBlobFile(converted.path, converted.digest, converted.size);
+      const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
       await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
       done.push({ digest: converted.digest, size: converted.size, path: converted.path });
-      emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000 });
+      emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000, pushed });
     }
 
     // The blob is an uncompressed tar, so its digest is also its diffID (§7.7 A step 6).
