@@ -56,8 +56,18 @@ export function splitPath(path: string): string[] {
   return path.split('/').filter((p) => p !== '' && p !== '.');
 }
 
+/** Directories whose name index is kept (a path lookup in a big directory then costs one Map get). */
+const INDEXED_DIRS = 256;
+
 export class Ext4Reader {
+  private readonly dirIndex = new Map<number, Map<string, number>>();
+
   protected constructor(readonly vol: Ext4Volume) {}
+
+  /** Forgets cached directory contents (a writer calls this once it has changed directories). */
+  protected forgetDirIndex(): void {
+    this.dirIndex.clear();
+  }
 
   static async open(disk: Disk, name: string): Promise<Ext4Reader> {
     return new Ext4Reader(await Ext4Volume.open(disk, name));
@@ -102,9 +112,14 @@ export class Ext4Reader {
 
   /** `name` in directory `dir`, or null. */
   async lookupIn(dir: Inode, name: string): Promise<number | null> {
-    const want = Buffer.from(name, 'utf8');
-    for (const e of await this.entries(dir, name === '..')) if (Buffer.compare(e.name, want) === 0) return e.ino;
-    return null;
+    let index = this.dirIndex.get(dir.ino);
+    if (!index) {
+      index = new Map();
+      for (const e of await this.entries(dir, true)) index.set(Buffer.from(e.name).toString('latin1'), e.ino);
+      if (this.dirIndex.size >= INDEXED_DIRS) this.dirIndex.delete(this.dirIndex.keys().next().value!);
+      this.dirIndex.set(dir.ino, index);
+    }
+    return index.get(Buffer.from(name, 'utf8').toString('latin1')) ?? null;
   }
 
   /**

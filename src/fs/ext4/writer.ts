@@ -358,6 +358,7 @@ export class Ext4Writer extends Ext4Reader {
 
   /** Writes everything changed since the last flush to the disk (data first, then metadata). */
   async flush(): Promise<void> {
+    this.forgetDirIndex();
     for (const d of this.dirs.values()) d.encode(this.vol.io, this.vol.sb, this.vol.csum);
     this.alloc.encode();
     await this.vol.encodeMetadata();

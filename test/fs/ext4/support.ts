@@ -92,7 +92,7 @@ export async function readerTree(fs: Ext4Reader, opts: { exclude?: string[] } = 
       };
       if (st.kind === 'file') {
         const h = createHash('sha256');
-        for await (const c of fs.readFile(rel)) h.update(c);
+        for (let at = 0; at < st.size; at += 1 << 22) h.update(await fs.readInode(inode, at, 1 << 22));
         node.size = st.size;
         node.sha256 = h.digest('hex');
       } else if (st.kind === 'symlink') {
