@@ -3,6 +3,7 @@
  * dumpe2fs, debugfs and the kernel can look at it), and e2fsck's verdict.
  */
 import assert from 'node:assert/strict';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Disk } from '../../../src/io/types.ts';
 import { createHash } from 'node:crypto';
@@ -125,4 +126,31 @@ export async function withLoopMount<T>(image: string, dir: string, fn: (mnt: str
   } finally {
     try { execFileSync('umount', [mnt]); } catch { execFileSync('umount', ['-l', mnt]); }
   }
+}
+
+/** A Disk over a raw image file (what mkfs.ext4 and the kernel wrote), read and written in place. */
+export class FileDisk implements Disk {
+  readonly writable = true;
+  private constructor(private readonly fd: number, readonly size: number) {}
+
+  static open(path: string): FileDisk {
+    const fd = openSync(path, 'r+');
+    return new FileDisk(fd, fstatSync(fd).size);
+  }
+
+  async read(dst: Uint8Array, offset: number): Promise<void> {
+    for (let done = 0; done < dst.length;) {
+      const n = readSync(this.fd, dst, done, dst.length - done, offset + done);
+      if (n === 0) { dst.fill(0, done); break; }
+      done += n;
+    }
+  }
+
+  async write(src: Uint8Array, offset: number): Promise<void> {
+    for (let done = 0; done < src.length;) done += writeSync(this.fd, src, done, src.length - done, offset + done);
+  }
+
+  async trim(): Promise<void> {}
+  async flush(): Promise<void> {}
+  async close(): Promise<void> { closeSync(this.fd); }
 }
