@@ -26,8 +26,10 @@ function sparseLike(n: number): Buffer {
 
 export const MANY = 3000;
 export const FRAG = 2900;
+/** Names of many/ whited out in layer 2 (every twentieth). */
+export const WHITED_OUT = MANY / 20;
 export const HUGE = 130 * 2 ** 20;
-/** Each 1-block file of frag/ freed in layer 2 leaves a hole the filler of layer 3 goes through. */
+/** Each 1-block file of frag/ emptied in layer 2 leaves a hole the filler of layer 3 goes through. */
 export const FILLER = (FRAG / 2 + 64) * 4096;
 
 export async function stressLayers(): Promise<Buffer[]> {
@@ -53,10 +55,11 @@ export async function stressLayers(): Promise<Buffer[]> {
   ];
   const l2: PackEntry[] = [
     dir('many'),
-    ...Array.from({ length: MANY / 2 }, (_, i) => file(`many/.wh.${'n'.repeat((2 * i) % 200)}-${2 * i}`, '')),
+    ...Array.from({ length: WHITED_OUT }, (_, i) => file(`many/.wh.${'n'.repeat((20 * i) % 200)}-${20 * i}`, '')),
     ...Array.from({ length: 200 }, (_, i) => file(`many/added-in-layer-2-${i}`, `added ${i}\n`)),
     dir('frag'),
-    ...Array.from({ length: FRAG / 2 }, (_, i) => file(`frag/.wh.${2 * i}`, '')),
+    // Emptied, not whited out (GNU tar's reference pass runs processes per whiteout): every other block freed.
+    ...Array.from({ length: FRAG / 2 }, (_, i) => file(`frag/${2 * i}`, '')),
     dir('sizes'),
     file('sizes/4097', bytes(10000, 'replaced')),
     dir('links'),
