@@ -21,3 +21,18 @@ export async function openImageReadOnly(image: readonly string[], remoteOptions:
   const disk = await openLocalImage([...image], { readOnly: true });
   return { disk, label: image.join(' '), close: () => disk.close() };
 }
+
+/**
+ * Runs `fn` with a userspace ext4 reader on the image the command-line arguments name (see
+ * `openImageReadOnly`), closing the image after.
+ */
+export async function withImageReader<T>(image: readonly string[], remoteOptions: () => Promise<RemoteImageOptions>,
+  fn: (fs: import('../fs/ext4/reader.ts').Ext4Reader) => Promise<T>): Promise<T> {
+  const { Ext4Reader } = await import('../fs/ext4/reader.ts');
+  const opened = await openImageReadOnly(image, remoteOptions);
+  try {
+    return await fn(await Ext4Reader.open(opened.disk, opened.label));
+  } finally {
+    await opened.close();
+  }
+}

@@ -26,14 +26,11 @@ export function register(program: Command): void {
     ].join('\n'))
     .action(async (args: string[], opts: CatFileOptions) => {
       const { createWriteStream } = await import('node:fs');
-      const { openImageReadOnly } = await import('../../image/open-image.ts');
+      const { withImageReader } = await import('../../image/open-image.ts');
       const { remoteImageOptions } = await import('../../image/remote/cli-options.ts');
-      const { Ext4Reader } = await import('../../fs/ext4/reader.ts');
       const { imageAndPath } = await import('./ls.ts');
       const { image, path } = imageAndPath(args, true);
-      const opened = await openImageReadOnly(image, () => remoteImageOptions(opts));
-      try {
-        const fs = await Ext4Reader.open(opened.disk, opened.label);
+      await withImageReader(image, () => remoteImageOptions(opts), async (fs) => {
         if (opts.extents) {
           process.stdout.write((await fs.extents(path)).map((r) => `${r.offset} ${r.length}\n`).join(''));
           return;
@@ -46,8 +43,6 @@ export function register(program: Command): void {
           if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
         }
         if (opts.output) await new Promise<void>((resolve, reject) => (out as ReturnType<typeof createWriteStream>).end((err?: Error | null) => (err ? reject(err) : resolve())));
-      } finally {
-        await opened.close();
-      }
+      });
     });
 }

@@ -49,13 +49,10 @@ export function register(program: Command): void {
       '  dadi ls base.lsmt app.zlsmt /',
     ].join('\n'))
     .action(async (args: string[], opts: LsOptions) => {
-      const { openImageReadOnly } = await import('../../image/open-image.ts');
+      const { withImageReader } = await import('../../image/open-image.ts');
       const { remoteImageOptions } = await import('../../image/remote/cli-options.ts');
-      const { Ext4Reader } = await import('../../fs/ext4/reader.ts');
       const { image, path } = imageAndPath(args, false);
-      const opened = await openImageReadOnly(image, () => remoteImageOptions(opts));
-      try {
-        const fs = await Ext4Reader.open(opened.disk, opened.label);
+      await withImageReader(image, () => remoteImageOptions(opts), async (fs) => {
         const out: string[] = [];
         const flush = () => { if (out.length > 0) { process.stdout.write(out.join('')); out.length = 0; } };
         const show = async (full: string, name: string, ino: number): Promise<void> => {
@@ -84,8 +81,6 @@ export function register(program: Command): void {
         if (st.kind === 'directory') await listDir(path.replace(/(.)\/+$/, '$1') || '/');
         else await show(path, path.slice(path.lastIndexOf('/') + 1), st.ino);
         flush();
-      } finally {
-        await opened.close();
-      }
+      });
     });
 }

@@ -8,13 +8,12 @@
  * `dadi cat-file`) sees the same tree as the kernel mount.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { repoRoot, requireSystem, runDadi } from '../../helpers/env.ts';
-import { assertFsckClean } from '../../fs/ext4/support.ts';
+import { promisify } from 'node:util';
+import { repoRoot, requireSystem } from '../../helpers/env.ts';
 import { stressLayers } from '../../fs/ext4/stress-layers.ts';
 import { writeOciImage } from './image-build.ts';
 import { baseLayer, middleLayer, topLayer } from './layers.ts';
@@ -22,53 +21,23 @@ import {
   assertNothingRunning, assertSameTree, convert, convertNeeds, convertScratch, mountedTree, outcomes, readConverted, referenceTree, summaryOf,
   type ConvertScratch,
 } from './support.ts';
+import { assertReaderSeesTree, assertStacksClean } from './userspace-checks.ts';
 
 const NOBODY = 65534;
 const needs = { ...convertNeeds, commands: [...convertNeeds.commands, 'setpriv', 'e2fsck'] };
 
 /** `dadi convert` as nobody, with an empty PATH: nothing but node itself can run. */
-function convertAsNobody(s: ConvertScratch, src: string, dst: string, cacheDir: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const empty = join(s.dir, 'empty-path');
-    const setpriv = execFileSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).trim();
-    const child = spawn(setpriv, [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--',
-      process.execPath, '--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), 'convert', src, dst, '--json', '--cache-dir', cacheDir], {
-      cwd: repoRoot, env: { PATH: empty, HOME: join(s.dir, 'home'), TMPDIR: join(s.dir, 'nobody-tmp') }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** e2fsck -fn on the merged disk of the first 1..n layers. */
-async function assertStacksClean(s: ConvertScratch, layerFiles: string[], name: string): Promise<void> {
-  for (let n = 1; n <= layerFiles.length; n++) {
-    const image = join(s.dir, `${name}-${n}.img`);
-    const r = await runDadi(['cat', '-o', image, ...layerFiles.slice(0, n)]);
-    assert.equal(r.code, 0, r.stderr);
-    assertFsckClean(image);
-    execFileSync('rm', ['-f', image]);
-  }
-}
-
-/** dadi's reader against the kernel mount: every path with its type and mode; file contents spot-checked. */
-async function assertReaderSeesTree(image: string, tree: Awaited<ReturnType<typeof mountedTree>>): Promise<void> {
-  const ls = await runDadi(['ls', '-R', '--json', image, '/']);
-  assert.equal(ls.code, 0, ls.stderr);
-  const mine = new Map(ls.stdout.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { path: string; kind: string; mode: number; uid: number; size: number })
-    .filter((e) => e.path !== '/lost+found' && !e.path.startsWith('/lost+found/')).map((e) => [e.path, e]));
-  assert.deepEqual([...mine.keys()].sort(), [...tree.keys()].sort());
-  const kinds: Record<string, string> = { file: 'file', directory: 'directory', symlink: 'symlink', char: 'character-device', block: 'block-device', fifo: 'fifo' };
-  for (const [p, n] of tree) assert.deepEqual([mine.get(p)!.kind, mine.get(p)!.mode, mine.get(p)!.uid], [kinds[n.type], n.mode, n.uid], p);
-  const files = [...tree.values()].filter((n) => n.type === 'file').slice(0, 20);
-  for (const f of files) {
-    const cat = await runDadi(['cat-file', image, f.path]);
-    assert.equal(cat.code, 0, cat.stderr);
-    assert.equal(createHash('sha256').update(cat.stdout).digest('hex'), f.sha256, f.path);
+async function convertAsNobody(s: ConvertScratch, src: string, dst: string, cacheDir: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const setpriv = execFileSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).trim();
+  const argv = [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--',
+    process.execPath, '--import', 'tsx', join(repoRoot, 'src', 'cli', 'main.ts'), 'convert', src, dst, '--json', '--cache-dir', cacheDir];
+  const env = { PATH: join(s.dir, 'empty-path'), HOME: join(s.dir, 'home'), TMPDIR: join(s.dir, 'nobody-tmp') };
+  try {
+    const r = await promisify(execFile)(setpriv, argv, { cwd: repoRoot, env, maxBuffer: 64 << 20 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
   }
 }
 
@@ -97,10 +66,10 @@ test('conversion as nobody with no tool on PATH (no FUSE, loop device or mount),
   assert.deepEqual([again.manifestDigest, again.layerDigests], [byNobody.manifestDigest, byNobody.layerDigests]);
 
   const img = await readConverted(join(s.dir, 'out-nobody'), 'obd');
-  await assertStacksClean(s, img.layerFiles, 'features');
+  await assertStacksClean(s.dir, img.layerFiles, 'features');
   const mounted = await mountedTree(s, img.layerFiles, 'nobody');
   assertSameTree(mounted, await referenceTree(s, tars, 'nobody'));
-  await assertReaderSeesTree(`oci:${join(s.dir, 'out-nobody')}:obd`, mounted);
+  await assertReaderSeesTree(img.layerFiles, `oci:${join(s.dir, 'out-nobody')}:obd`, mounted);
 });
 
 test('the stress image converts to the same manifest digest in two clean directories; e2fsck-clean; mounts as GNU tar\'s extraction', { timeout: 900_000 }, async (t) => {
@@ -118,8 +87,8 @@ test('the stress image converts to the same manifest digest in two clean directo
   assert.equal(runs[0]!.manifestDigest, runs[1]!.manifestDigest);
   assert.deepEqual(runs[0]!.layerDigests, runs[1]!.layerDigests);
   const img = await readConverted(join(s.dir, 'out-1'), 'obd');
-  await assertStacksClean(s, img.layerFiles, 'stress');
+  await assertStacksClean(s.dir, img.layerFiles, 'stress');
   const mounted = await mountedTree(s, img.layerFiles, 'stress');
   assertSameTree(mounted, await referenceTree(s, tars, 'stress'));
-  await assertReaderSeesTree(`oci:${join(s.dir, 'out-1')}:obd`, mounted);
+  await assertReaderSeesTree(img.layerFiles, `oci:${join(s.dir, 'out-1')}:obd`, mounted);
 });
