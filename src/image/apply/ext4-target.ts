@@ -50,7 +50,9 @@ export class Ext4Target implements ApplyTarget {
   }
 
   async stat(rel: string, entry: string): Promise<TargetNode | null> {
-    const inode = await this.run(entry, `inspect ${JSON.stringify(rel)}`, () => this.fs.lookup(rel));
+    // A missing parent means nothing is there, as lstat says ENOENT.
+    const inode = await this.run(entry, `inspect ${JSON.stringify(rel)}`,
+      () => this.fs.lookup(rel).catch((err: unknown) => { if (errnoCode(err) === 'ENOENT') return null; throw err; }));
     if (!inode) return null;
     const type = isDir(inode) ? 'directory' : isSymlink(inode) ? 'symlink' : isReg(inode) ? 'file' : 'other';
     return { type, id: inode.ino };
