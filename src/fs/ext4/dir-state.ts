@@ -129,9 +129,6 @@ export class DirState {
     return found;
   }
 
-  /** Points ".." at a new parent (not needed by the applier; kept for completeness of the model). */
-  get isDirty(): boolean { return this.dirty.size > 0; }
-
   /** Packs the changed blocks into the cache. */
   encode(io: BlockIo, sb: Superblock, csum: boolean): void {
     const seed = csum ? inodeSeed(sb, this.inode.ino, this.inode.generation) : undefined;

@@ -17,7 +17,7 @@ import {
 } from './layout.ts';
 import { Ext4Reader, FsPathError, splitPath } from './reader.ts';
 import { Ext4Volume } from './volume.ts';
-import { decodeXattrBlock, encodeInlineXattrs, encodeXattrBlock, xattrBlockCsum, xattrBlockRefcount, type Xattrs } from './xattr.ts';
+import { encodeInlineXattrs, encodeXattrBlock, xattrBlockCsum, xattrBlockRefcount, type Xattrs } from './xattr.ts';
 
 export interface NodeAttrs {
   /** Permission bits with setuid/setgid/sticky. */
@@ -366,5 +366,3 @@ export class Ext4Writer extends Ext4Reader {
   }
 }
 
-export type { Timestamp };
-export { S_IFMT };

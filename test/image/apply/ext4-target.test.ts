@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Ext4Reader } from '../../../src/fs/ext4/reader.ts';
-import { applyLayer } from '../../../src/image/apply/index.ts';
+import { ApplyError, applyLayer } from '../../../src/image/apply/index.ts';
 import { requireSystem, tempDir } from '../../helpers/env.ts';
 import { diffTrees, walkTree, type DiffOptions } from '../../helpers/tree.ts';
 import { applyExt4, assertFsckClean, diskToImage, freshFs, readerTree, withLoopMount } from '../../fs/ext4/support.ts';
@@ -76,4 +76,34 @@ test('userspace ext4: a directory keeps its own times as children come and go, w
   assert.equal(tree.get('/d')!.mtimeNs, String(1_600_000_000n * 10n ** 9n));
   assert.deepEqual([...tree.keys()].filter((p) => p.startsWith('/d/')), ['/d/b']);
   assert.deepEqual([tree.get('/implied')!.mode, tree.get('/implied')!.mtimeNs], [0o755, String(1_600_000_000n * 10n ** 9n)]);
+});
+
+test('userspace ext4: hostile entries are refused with the same errors as on a host directory', async (t) => {
+  if (!requireSystem(t, FSCK)) return;
+  const sym = (name: string, linkname: string) => ({ name, type: 'symlink' as const, linkname });
+  const cases: Array<{ layers: Array<Parameters<typeof packTar>[0]>; entry: string; why: RegExp }> = [
+    { layers: [[{ name: '../escape', data: 'x' }]], entry: '../escape', why: /escapes the root/ },
+    { layers: [[sym('evil', '..'), { name: 'evil/f', data: 'x' }]], entry: 'evil/f', why: /"evil", which is a symlink/ },
+    { layers: [[sym('lnk', '/etc')], [{ name: 'lnk/passwd', data: 'x' }]], entry: 'lnk/passwd', why: /"lnk", which is a symlink/ },
+    { layers: [[sym('lnk', '/etc')], [{ name: 'lnk/.wh.passwd', data: '' }]], entry: 'lnk/.wh.passwd', why: /whiteout goes through "lnk"/ },
+    { layers: [[sym('lnk', '/etc'), { name: 'h', type: 'link', linkname: 'lnk/passwd' }]], entry: 'h', why: /hard link target goes through "lnk"/ },
+    { layers: [[{ name: 'h', type: 'link', linkname: 'nope' }]], entry: 'h', why: /hard link target "nope" does not exist/ },
+    { layers: [[{ name: 'd', type: 'directory' }, { name: 'h', type: 'link', linkname: 'd' }]], entry: 'h', why: /is a directory/ },
+  ];
+  const dir = await tempDir(t);
+  for (const c of cases) {
+    const disk = await freshFs(64 << 20);
+    const tars = await Promise.all(c.layers.map((l) => packTar(l)));
+    await applyExt4(disk, tars.slice(0, -1));
+    await assert.rejects(applyExt4(disk, tars.slice(-1)), (err: unknown) => {
+      assert.ok(err instanceof ApplyError, String(err));
+      assert.equal(err.entry, c.entry);
+      assert.match(err.message, c.why);
+      return true;
+    });
+    // What the layer applied before the refused entry is a consistent file system.
+    const image = join(dir, 'hostile.img');
+    await diskToImage(disk, image);
+    assertFsckClean(image);
+  }
 });

@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ApplyError, applyLayer } from '../../../src/image/apply/index.ts';
-import { requireSystem } from '../../helpers/env.ts';
+import { requireSystem, tempDir } from '../../helpers/env.ts';
 import { walkTree, type Tree } from '../../helpers/tree.ts';
 import { Ext4Reader } from '../../../src/fs/ext4/reader.ts';
-import { applyExt4, freshFs, readerTree } from '../../fs/ext4/support.ts';
+import { applyExt4, assertFsckClean, diskToImage, freshFs, readerTree } from '../../fs/ext4/support.ts';
 import { packTar, streamOf, type PackEntry } from './tar-build.ts';
 
 type Op =
@@ -155,12 +155,17 @@ async function hostSubject(): Promise<Subject> {
   };
 }
 
-async function ext4Subject(): Promise<Subject> {
+/** The userspace ext4; at the end of each stack, e2fsck must find the file system clean. */
+async function ext4Subject(scratch: string): Promise<Subject> {
   const disk = await freshFs(64 << 20);
   return {
     apply: async (layer) => { await applyExt4(disk, [layer]); },
     view: async () => viewOf(await readerTree(await Ext4Reader.open(disk, 'model disk'), { exclude: ['/lost+found'] })),
-    close: async () => {},
+    close: async () => {
+      const image = join(scratch, 'model.img');
+      await diskToImage(disk, image);
+      assertFsckClean(image);
+    },
   };
 }
 
@@ -196,6 +201,8 @@ test('random layer stacks match a simple model of OCI layer semantics', async (t
   await fc.assert(fc.asyncProperty(stackArb, async (layers) => checkAgainstModel(await hostSubject(), layers)), { numRuns: 150 });
 });
 
-test('random layer stacks applied to the userspace ext4 match the same model, without privileges', async () => {
-  await fc.assert(fc.asyncProperty(stackArb, async (layers) => checkAgainstModel(await ext4Subject(), layers)), { numRuns: 150 });
+test('random layer stacks applied to the userspace ext4 match the same model and leave it e2fsck-clean, without privileges', async (t) => {
+  if (!requireSystem(t, { commands: ['e2fsck'] })) return;
+  const scratch = await tempDir(t);
+  await fc.assert(fc.asyncProperty(stackArb, async (layers) => checkAgainstModel(await ext4Subject(scratch), layers)), { numRuns: 150 });
 });
