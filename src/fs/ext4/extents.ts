@@ -33,9 +33,13 @@ function header(v: DataView, at: number, name: string, where: number): { entries
   return { entries, max, depth };
 }
 
-/** The file's runs in logical order, reading index and leaf blocks through the cache. */
-export async function readExtentMap(io: BlockIo, sb: Superblock, ino: number, root: Uint8Array, name: string): Promise<ExtentMap> {
+/**
+ * The file's runs in logical order, reading index and leaf blocks through the cache and checking
+ * their checksums (with metadata_csum; `generation` is the inode's).
+ */
+export async function readExtentMap(io: BlockIo, sb: Superblock, ino: number, generation: number, root: Uint8Array, name: string): Promise<ExtentMap> {
   const out: ExtentMap = { extents: [], treeBlocks: [] };
+  const seed = hasMetadataCsum(sb) ? inodeSeed(sb, ino, generation) : undefined;
   const walk = async (buf: Uint8Array, at: number, where: number, expectDepth: number | null): Promise<void> => {
     const v = new DataView(buf.buffer, buf.byteOffset, buf.length);
     const h = header(v, at, name, where);
@@ -54,7 +58,15 @@ export async function readExtentMap(io: BlockIo, sb: Superblock, ino: number, ro
         const child = v.getUint16(e + 8, true) * 2 ** 32 + v.getUint32(e + 4, true);
         if (child === 0 || child >= sb.blocksCount) throw new FormatError(name, where, `inode ${ino}: extent index points at block ${child}`);
         out.treeBlocks.push(child);
-        await walk(await io.meta(child), 0, child * sb.blockSize, h.depth - 1);
+        const block = await io.meta(child);
+        if (seed !== undefined) {
+          const cv = new DataView(block.buffer, block.byteOffset, block.length);
+          const tail = HEADER + cv.getUint16(4, true) * ENTRY;
+          if (tail + 4 > block.length || cv.getUint32(tail, true) !== ext4Crc(seed, block.subarray(0, tail))) {
+            throw new FormatError(name, child * sb.blockSize, `inode ${ino}: extent block checksum does not match its entries`);
+          }
+        }
+        await walk(block, 0, child * sb.blockSize, h.depth - 1);
       }
     }
   };

@@ -84,7 +84,7 @@ export class Ext4Reader {
       if (inode.size === 0 || (isSymlink(inode) && inode.size < 60)) return [];
       throw new FormatError(this.name, 0, `inode ${inode.ino}: block-mapped (ext2/ext3-style) files are not supported`);
     }
-    return (await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.block, this.name)).extents;
+    return (await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.generation, inode.block, this.name)).extents;
   }
 
   /** The names of directory `dir` ('.' and '..' left out). */

@@ -12,8 +12,9 @@ import { Allocator, type BlockRun } from './allocator.ts';
 import { DirState } from './dir-state.ts';
 import { MAX_EXTENT_LEN, readExtentMap, toExtents, treeBlocksFor, writeExtentTree, type Extent } from './extents.ts';
 import { emptyInode, encodeDevice, EXTRA_ISIZE, isDir, type Inode, type Timestamp } from './inode.ts';
+import { FormatError } from '../../errors.ts';
 import {
-  fileTypeOfMode, FT, INODE_FLAGS, ROOT_INO, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
+  fileTypeOfMode, FT, INODE_FLAGS, RO_COMPAT, ROOT_INO, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
 } from './layout.ts';
 import { Ext4Reader, FsPathError, splitPath } from './reader.ts';
 import { Ext4Volume } from './volume.ts';
@@ -47,7 +48,12 @@ export class Ext4Writer extends Ext4Reader {
 
   static override async open(disk: Disk, name: string): Promise<Ext4Writer> {
     if (!disk.writable) throw new Error(`${name}: the disk is read-only`);
-    return new Ext4Writer(await Ext4Volume.open(disk, name));
+    const vol = await Ext4Volume.open(disk, name);
+    const { sb } = vol;
+    // The writer keeps metadata_csum checksums (or none); the older crc16 group checksums it does not write.
+    if ((sb.roCompat & RO_COMPAT.gdtCsum) !== 0 && !vol.csum) throw new FormatError(name, 1024 + 0x64, 'ext4 with uninit_bg (crc16 group checksums) is not supported by the writer');
+    if (sb.inodeSize < 256) throw new FormatError(name, 1024 + 0x58, `ext4 with ${sb.inodeSize}-byte inodes is not supported by the writer`);
+    return new Ext4Writer(vol);
   }
 
   private async dirState(inode: Inode): Promise<DirState> {
@@ -168,7 +174,7 @@ export class Ext4Writer extends Ext4Reader {
   /** Rewrites the inode's extent tree for `extents`, freeing the old tree blocks and counting the new ones. */
   private async setBlockMap(inode: Inode, extents: Extent[]): Promise<void> {
     const old = (inode.flags & INODE_FLAGS.extents) !== 0 && inode.block[0] === 0x0a
-      ? (await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.block, this.name)).treeBlocks : [];
+      ? (await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.generation, inode.block, this.name)).treeBlocks : [];
     for (const b of old) await this.alloc.freeBlocks(b, 1);
     inode.blocks -= old.length * (this.vol.blockSize / 512);
     const need = treeBlocksFor(extents.length, this.vol.blockSize);
@@ -340,7 +346,7 @@ export class Ext4Writer extends Ext4Reader {
   private async freeInode(inode: Inode): Promise<void> {
     const hasBlocks = (inode.flags & INODE_FLAGS.extents) !== 0 && inode.block[0] === 0x0a && inode.block[1] === 0xf3;
     if (hasBlocks) {
-      const map = await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.block, this.name);
+      const map = await readExtentMap(this.vol.io, this.vol.sb, inode.ino, inode.generation, inode.block, this.name);
       for (const e of map.extents) await this.alloc.freeBlocks(e.physical, e.length);
       for (const b of map.treeBlocks) await this.alloc.freeBlocks(b, 1);
     } else if (inode.blocks - (inode.fileAcl !== 0 ? this.vol.blockSize / 512 : 0) > 0 && (inode.mode & S_IFMT) !== S_IFLNK) {
