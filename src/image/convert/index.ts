@@ -14,7 +14,8 @@ import { MediaType } from '../../registry/media-types.ts';
 import type { Descriptor, ImageManifest, Platform } from '../../registry/oci.ts';
 import { chainIdToUuid, chainIds } from '../chain-id.ts';
 import { ApplyThread } from './apply-thread.ts';
-import { convertLayer } from './layer.ts';
+import { BackgroundCommits } from './background-commits.ts';
+import { applyLayerStage, commitLayer, type ConvertLayerOptions } from './layer.ts';
 import { MKFS_OPTIONS } from './mkfs.ts';
 import { ReuseStore, type ConvertSettings } from './reuse.ts';
 import { USERSPACE_FS_ID } from './userspace-apply.ts';
@@ -102,6 +103,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
   const client = new RegistryClient({ insecure: opts.insecure ?? false, ...(opts.platform ? { platform: opts.platform } : {}) });
   const work = await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'dadi-convert-'));
   let applier: ApplyThread | undefined;
+  const commits = new BackgroundCommits();
   try {
     const source = openSource(opts.src, { client, ...(opts.platform ? { platform: opts.platform } : {}) });
     const target = openTarget(opts.dst, { client });
@@ -150,25 +152,34 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       }
       // Started before the first mount, so its start-up overlaps with serving and mounting.
       if (opts.kernel) applier ??= new ApplyThread();
-      const converted = await convertLayer({
+      // Names the layer: an entry name alone does not say which of the image's tars held it.
+      const named = (err: unknown): never => {
+        if (err instanceof Error) err.message = `layer ${i} (${layer.digest}): ${err.message}`;
+        throw err;
+      };
+      const layerOpts: ConvertLayerOptions = {
         index: i, name: layer.digest, lowers, vsize: settings.vsize, uuid: chainIdToUuid(chains[i]!),
         ...(i > 0 ? { parentUuid: chainIdToUuid(chains[i - 1]!) } : {}),
         compress: settings.compress, blockSize: settings.blockSize, workDir: join(work, `l${i}`),
         kernel: opts.kernel ?? false, ...(applier ? { applier } : {}), open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),
-      }).catch((err: unknown) => {
-        // Name the layer: an entry name alone does not say which of the image's tars held it.
-        if (err instanceof Error) err.message = `layer ${i} (${layer.digest}): ${err.message}`;
-        throw err;
+      };
+      commits.check();
+      const applied = await applyLayerStage(layerOpts).catch(named);
+      const entry: Done = { digest: '', size: 0, path: applied.lowerSpec };
+      done.push(entry);
+      commits.add(async () => {
+        const converted = await commitLayer(layerOpts, applied.rw, applied.apply).catch(named);
+        bytesIn += layer.size;
+        emit({ step: 'push', ...ev });
+        const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
+        await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
+        Object.assign(entry, { digest: converted.digest, size: converted.size });
+        emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000, pushed });
       });
-      bytesIn += layer.size;
-      emit({ step: 'push', ...ev });
-      const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
-      await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
-      done.push({ digest: converted.digest, size: converted.size, path: converted.path });
-      emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000, pushed });
     }
+    await commits.drain();
 
     // The blob is an uncompressed tar, so its digest is also its diffID (§7.7 A step 6).
     const newConfig = { ...config, rootfs: { ...config.rootfs, type: config.rootfs?.type ?? 'layers', diff_ids: done.map((d) => d.digest) } };
@@ -192,6 +203,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       bytesOut: done.reduce((n, d) => n + d.size, 0), seconds: (performance.now() - started) / 1000, layerDigests: done.map((d) => d.digest),
     };
   } finally {
+    await commits.settle();
     await applier?.close();
     // Never recurse into a file system a failed teardown left mounted: rm would empty it.
     if (!(await mountedUnder(work))) await rm(work, { recursive: true, force: true }).catch(() => undefined);

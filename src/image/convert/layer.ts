@@ -51,7 +51,11 @@ async function fileDigest(path: string): Promise<{ digest: string; size: number 
   return { digest: `sha256:${hash.digest('hex')}`, size };
 }
 
-export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLayer> {
+/** A layer applied into its writable layer (`rw`), not yet committed. */
+export interface AppliedLayer { rw: string; apply: ApplyStats; lowerSpec: string }
+
+/** Applies the layer into a new writable layer on the lowers; commitLayer() then makes its blob. */
+export async function applyLayerStage(o: ConvertLayerOptions): Promise<AppliedLayer> {
   const rw = join(o.workDir, 'rw');
   await mkdir(rw, { recursive: true });
   if (!o.kernel) o.onStep?.('apply');
@@ -59,7 +63,8 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
     lowers: o.lowers, writableDir: rw, mkfs: o.index === 0, name: o.name, open: o.open,
     ...(o.index === 0 ? { size: o.vsize } : {}), ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}),
   });
-  return commitLayer(o, rw, apply);
+  // The writable pair reads as a lower layer as it is, so the next layer need not wait for the commit.
+  return { rw, apply, lowerSpec: `${join(rw, WRITABLE_DATA)},${join(rw, WRITABLE_INDEX)}` };
 }
 
 async function applyMounted(o: ConvertLayerOptions, rw: string): Promise<ApplyStats> {
@@ -87,7 +92,7 @@ async function applyMounted(o: ConvertLayerOptions, rw: string): Promise<ApplySt
   return apply;
 }
 
-async function commitLayer(o: ConvertLayerOptions, rw: string, apply: ApplyStats): Promise<ConvertedLayer> {
+export async function commitLayer(o: ConvertLayerOptions, rw: string, apply: ApplyStats): Promise<ConvertedLayer> {
   o.onStep?.('commit');
   const out = join(o.workDir, 'overlaybd.commit');
   // The data file reads synchronously, so commit gathers extents without the thread pool.
