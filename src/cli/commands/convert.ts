@@ -53,6 +53,7 @@ interface ConvertCliOptions {
   insecure?: boolean;
   cacheDir?: string;
   platform?: string;
+  kernel?: boolean;
 }
 
 export function register(program: Command): void {
@@ -69,12 +70,16 @@ export function register(program: Command): void {
     .option('--insecure', 'plain HTTP to the registries (loopback registries use it anyway)')
     .option('--cache-dir <dir>', 'where conversions are recorded for reuse (default $DADI_CACHE_DIR, else the per-user cache)')
     .option('--platform <os/arch[/variant]>', 'platform to pick from a multi-platform source (default: this host\'s)')
+    .option('--kernel', 'apply layers through a kernel ext4 mount (root, FUSE, loop devices; digests differ per run) instead of the userspace writer')
     .addHelpText('after', [
       '',
-      'Needs root, /dev/fuse (or the nbd module), mkfs.ext4 and mount: each layer is applied into a',
-      'real ext4 file system on the stacked image. Layers converted before with the same settings',
-      '(recorded by chainID in the cache directory) are reused from DST, or mounted from another',
-      'repository of the same registry.',
+      'Each layer is applied to the ext4 file system of the stacked image by dadi\'s userspace ext4',
+      'writer: no root, FUSE, loop device or mount, and the same image converts to the same blobs and',
+      'manifest digest on every run and machine (a blob DST already holds is not uploaded again).',
+      'With --kernel, layers are applied through a real ext4 mount instead (needs root, /dev/fuse or',
+      'the nbd module, mkfs.ext4 and mount). Layers converted before with the same settings (recorded',
+      'by chainID in the cache directory) are reused from DST, or mounted from another repository of',
+      'the same registry.',
       '',
       'Examples:',
       '  dadi convert 127.0.0.1:5000/library/app:1 127.0.0.1:5000/library/app:1-obd --progress',
@@ -92,7 +97,7 @@ export function register(program: Command): void {
       const bars = opts.progress && process.stderr.isTTY && !opts.json ? await layerBars() : undefined;
       try {
         const summary = await convertImage({
-          src, dst, compress: opts.compress, blockSize, vsize, insecure: opts.insecure ?? false,
+          src, dst, compress: opts.compress, blockSize, vsize, insecure: opts.insecure ?? false, kernel: opts.kernel ?? false,
           cacheDir: resolveCacheDir(opts.cacheDir),
           ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}),
           onEvent: (e) => {

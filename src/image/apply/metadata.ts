@@ -9,7 +9,6 @@ import { chmodSync, closeSync, fchmodSync, fchownSync, futimesSync, lchownSync, 
 import { promisify } from 'node:util';
 import { setAttributeSync } from 'fs-xattr';
 import { ApplyError } from './errors.ts';
-import type { SafeRoot } from './paths.ts';
 import type { LayerEntry } from './tar-reader.ts';
 
 const run = promisify(execFile);
@@ -181,16 +180,15 @@ export class SubMicrosecondTimes {
     else this.pending.delete(rel);
   }
 
-  async apply(root: SafeRoot): Promise<void> {
+  /** `reach(rel)`: the absolute path when every parent of `rel` is still a real directory, else null. */
+  async apply(reach: (rel: string) => string | null): Promise<void> {
     if (this.pending.size === 0) return;
     const todo: Array<[string, bigint]> = [];
-    root.forgetDirs();
-    for (const [rel, p] of this.pending) {
+    for (const [rel] of this.pending) {
       // Never through a symlink a later entry may have put among the parents; a path removed
       // since is skipped.
-      let present = false;
-      try { present = root.checkParents(rel, p.name, { create: false }); } catch { /* a symlink or file among the parents: skip */ }
-      if (present) todo.push([root.abs(rel), p.mtimeNs]);
+      const abs = reach(rel);
+      if (abs !== null) todo.push([abs, this.pending.get(rel)!.mtimeNs]);
     }
     const first = this.pending.values().next().value!.name;
     this.pending.clear();

@@ -1,12 +1,13 @@
 /**
  * Path safety for layer entries. Names are cleaned the way containerd does (absolute names become
  * relative to the root; `.` and empty components vanish) except that a `..` that would climb above
- * the root is refused rather than clamped. Parents are walked with lstat so nothing is ever written
- * through a symlink, whether it was planted by a lower layer or by an earlier entry of this one.
+ * the root is refused rather than clamped. Parents are checked without following symlinks, so
+ * nothing is ever written through a symlink, whether a lower layer or an earlier entry of this
+ * one planted it.
  */
-import { lstatSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { ApplyError, errnoCode } from './errors.ts';
+import { ApplyError } from './errors.ts';
+import type { ApplyTarget } from './target.ts';
+import type { LayerEntry } from './tar-reader.ts';
 
 /**
  * The entry's path relative to the root, components joined by '/'; '' is the root itself.
@@ -37,18 +38,14 @@ export function baseOf(rel: string): string {
 }
 
 /**
- * The root being written, with a cache of directories already checked to be real (non-symlink)
- * directories. The cache is dropped whenever a directory is removed, since a later entry could
- * put a symlink where a checked directory was.
+ * The parents of the paths being written, with a cache of directories already checked to be real
+ * (non-symlink) directories. The cache is dropped whenever anything is removed, since a later
+ * entry could put a symlink where a checked directory was.
  */
-export class SafeRoot {
+export class ParentCheck {
   private readonly realDirs = new Set<string>(['']);
 
-  constructor(readonly dir: string) {}
-
-  abs(rel: string): string {
-    return rel === '' ? this.dir : join(this.dir, rel);
-  }
+  constructor(private readonly target: ApplyTarget) {}
 
   /** Forget checked directories: call after removing anything that may have been a directory. */
   forgetDirs(): void {
@@ -56,41 +53,39 @@ export class SafeRoot {
     this.realDirs.add('');
   }
 
+  noteDir(rel: string): void {
+    this.realDirs.add(rel);
+  }
+
   /**
    * Checks that every ancestor of `rel` is a real directory inside the root. With `create`,
    * missing ancestors are made (mode 0755, as containerd does) and reported through `onCreate`;
    * without it, returns false when one is missing.
    */
-  checkParents(rel: string, entry: string, opts: { create: boolean; onCreate?: (rel: string) => void; what?: string }): boolean {
+  async check(rel: string, entry: LayerEntry | string, opts: { create: boolean; onCreate?: (rel: string) => void; what?: string }): Promise<boolean> {
+    const name = typeof entry === 'string' ? entry : entry.name;
     const parts = rel.split('/');
     let prefix = '';
     for (let i = 0; i < parts.length - 1; i++) {
       prefix = prefix === '' ? parts[i]! : `${prefix}/${parts[i]}`;
       if (this.realDirs.has(prefix)) continue;
       const what = opts.what ?? 'path';
-      let st;
-      try {
-        st = lstatSync(this.abs(prefix));
-      } catch (err) {
-        if (errnoCode(err) !== 'ENOENT') throw new ApplyError(entry, `cannot inspect ${JSON.stringify(prefix)}: ${String(err)}`, { cause: err });
-        if (!opts.create) return false;
-        mkdirSync(this.abs(prefix), { mode: 0o755 });
+      const st = await this.target.stat(prefix, name);
+      if (st === null) {
+        if (!opts.create || typeof entry === 'string') return false;
+        await this.target.makeParent(prefix, entry);
         opts.onCreate?.(prefix);
         this.realDirs.add(prefix);
         continue;
       }
-      if (st.isSymbolicLink()) {
-        throw new ApplyError(entry, `${what} goes through ${JSON.stringify(prefix)}, which is a symlink; refusing to write through it`);
+      if (st.type === 'symlink') {
+        throw new ApplyError(name, `${what} goes through ${JSON.stringify(prefix)}, which is a symlink; refusing to write through it`);
       }
-      if (!st.isDirectory()) {
-        throw new ApplyError(entry, `${what} goes through ${JSON.stringify(prefix)}, which is not a directory`);
+      if (st.type !== 'directory') {
+        throw new ApplyError(name, `${what} goes through ${JSON.stringify(prefix)}, which is not a directory`);
       }
       this.realDirs.add(prefix);
     }
     return true;
-  }
-
-  noteDir(rel: string): void {
-    this.realDirs.add(rel);
   }
 }

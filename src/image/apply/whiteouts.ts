@@ -4,10 +4,9 @@
  * whatever this same layer adds stays, whether it comes before or after the marker in the tar,
  * so the layer's own paths are tracked and spared.
  */
-import { lstatSync, readdirSync, rmSync } from 'node:fs';
-import type { DirTimes } from './metadata.ts';
-import { ApplyError, errnoCode } from './errors.ts';
-import { baseOf, parentOf, type SafeRoot } from './paths.ts';
+import { ApplyError } from './errors.ts';
+import { baseOf, parentOf, type ParentCheck } from './paths.ts';
+import type { ApplyTarget } from './target.ts';
 
 export const WHITEOUT_PREFIX = '.wh.';
 export const OPAQUE_MARKER = '.wh..wh..opq';
@@ -45,35 +44,29 @@ export function isAufsMeta(rel: string): boolean {
 }
 
 export class Whiteouts {
-  constructor(private readonly root: SafeRoot, private readonly mine: LayerPaths, private readonly dirTimes: DirTimes) {}
+  constructor(private readonly target: ApplyTarget, private readonly parents: ParentCheck, private readonly mine: LayerPaths) {}
 
   /** Removes `rel` and everything under it, never following symlinks. */
   async removeTree(rel: string, entry: string): Promise<void> {
     try {
-      rmSync(this.root.abs(rel), { recursive: true, force: true });
+      await this.target.remove(rel, entry);
     } catch (err) {
+      if (err instanceof ApplyError) throw err;
       throw new ApplyError(entry, `cannot remove ${JSON.stringify(rel)}: ${String(err)}`, { cause: err });
     }
-    this.root.forgetDirs();
-    this.dirTimes.forget(rel);
+    this.parents.forgetDirs();
   }
 
   /** Removes from directory `rel` everything that this layer did not put there, recursively. */
   async pruneLower(rel: string, entry: string): Promise<void> {
-    let names: string[];
-    try {
-      names = readdirSync(this.root.abs(rel));
-    } catch (err) {
-      throw new ApplyError(entry, `cannot list ${JSON.stringify(rel || '/')}: ${String(err)}`, { cause: err });
-    }
-    for (const name of names) {
+    for (const name of await this.target.list(rel, entry)) {
       const child = rel === '' ? name : `${rel}/${name}`;
       if (!this.mine.has(child)) {
         await this.removeTree(child, entry);
         continue;
       }
-      const st = lstatSync(this.root.abs(child));
-      if (st.isDirectory()) await this.pruneLower(child, entry);
+      const st = await this.target.stat(child, entry);
+      if (st?.type === 'directory') await this.pruneLower(child, entry);
     }
   }
 
@@ -84,7 +77,7 @@ export class Whiteouts {
   async apply(rel: string, entry: string): Promise<'opaque' | 'whiteout'> {
     const base = baseOf(rel);
     const dir = parentOf(rel);
-    const present = this.root.checkParents(rel, entry, { create: false, what: 'whiteout' });
+    const present = await this.parents.check(rel, entry, { create: false, what: 'whiteout' });
     if (base === OPAQUE_MARKER) {
       if (present) {
         this.mine.add(dir);
@@ -98,15 +91,10 @@ export class Whiteouts {
     }
     if (!present) return 'whiteout';
     const target = dir === '' ? hidden : `${dir}/${hidden}`;
-    let st;
-    try {
-      st = lstatSync(this.root.abs(target));
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return 'whiteout';
-      throw new ApplyError(entry, `cannot inspect ${JSON.stringify(target)}: ${String(err)}`, { cause: err });
-    }
+    const st = await this.target.stat(target, entry);
+    if (st === null) return 'whiteout';
     if (!this.mine.has(target)) await this.removeTree(target, entry);
-    else if (st.isDirectory()) await this.pruneLower(target, entry);
+    else if (st.type === 'directory') await this.pruneLower(target, entry);
     return 'whiteout';
   }
 }

@@ -14,9 +14,11 @@ import { MediaType } from '../../registry/media-types.ts';
 import type { Descriptor, ImageManifest, Platform } from '../../registry/oci.ts';
 import { chainIdToUuid, chainIds } from '../chain-id.ts';
 import { ApplyThread } from './apply-thread.ts';
-import { convertLayer } from './layer.ts';
+import { BackgroundCommits } from './background-commits.ts';
+import { applyLayerStage, commitLayer, type ConvertLayerOptions } from './layer.ts';
 import { MKFS_OPTIONS } from './mkfs.ts';
 import { ReuseStore, type ConvertSettings } from './reuse.ts';
+import { USERSPACE_FS_ID } from './userspace-apply.ts';
 import { openSource, openTarget, type ImageTarget } from './store.ts';
 
 export const OVERLAYBD_VERSION = '0.1.0';
@@ -32,7 +34,7 @@ export type ConvertEvent =
   | { step: 'resolve'; src: string; manifest: string; layers: number; bytes: number }
   | { step: LayerStep; layer: number; digest: string; size: number }
   | { step: 'progress'; layer: number; bytes: number; size: number }
-  | { step: 'layer-done'; layer: number; digest: string; size: number; blobDigest: string; blobSize: number; how: LayerOutcome; seconds: number }
+  | { step: 'layer-done'; layer: number; digest: string; size: number; blobDigest: string; blobSize: number; how: LayerOutcome; seconds: number; pushed?: 'uploaded' | 'existing' }
   | { step: 'manifest'; digest: string; dst: string };
 
 export type LayerOutcome = 'converted' | 'reused' | 'mounted';
@@ -46,6 +48,8 @@ export interface ConvertOptions {
   insecure?: boolean;
   cacheDir: string;
   platform?: Platform;
+  /** Apply layers through a kernel mount (root, FUSE, loop; not reproducible) instead of the userspace ext4 writer. */
+  kernel?: boolean;
   /** Where per-layer scratch directories go (default: the OS temp dir). */
   tmpDir?: string;
   onEvent?(e: ConvertEvent): void;
@@ -92,12 +96,14 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
   const started = performance.now();
   const emit = opts.onEvent ?? (() => {});
   const settings: ConvertSettings = {
-    compress: opts.compress ?? 'lz4', blockSize: opts.blockSize ?? 4096, vsize: opts.vsize ?? DEFAULT_VSIZE, mkfs: MKFS_OPTIONS,
+    compress: opts.compress ?? 'lz4', blockSize: opts.blockSize ?? 4096, vsize: opts.vsize ?? DEFAULT_VSIZE,
+    mkfs: opts.kernel ? MKFS_OPTIONS : USERSPACE_FS_ID,
   };
   if (settings.vsize % 4096 !== 0 || settings.vsize <= 0) throw new Error(`--vsize ${settings.vsize} must be a positive multiple of 4096 bytes`);
   const client = new RegistryClient({ insecure: opts.insecure ?? false, ...(opts.platform ? { platform: opts.platform } : {}) });
   const work = await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'dadi-convert-'));
   let applier: ApplyThread | undefined;
+  const commits = new BackgroundCommits();
   try {
     const source = openSource(opts.src, { client, ...(opts.platform ? { platform: opts.platform } : {}) });
     const target = openTarget(opts.dst, { client });
@@ -145,26 +151,35 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         lowers.push(d.path);
       }
       // Started before the first mount, so its start-up overlaps with serving and mounting.
-      applier ??= new ApplyThread();
-      const converted = await convertLayer({
+      if (opts.kernel) applier ??= new ApplyThread();
+      // Names the layer: an entry name alone does not say which of the image's tars held it.
+      const named = (err: unknown): never => {
+        if (err instanceof Error) err.message = `layer ${i} (${layer.digest}): ${err.message}`;
+        throw err;
+      };
+      const layerOpts: ConvertLayerOptions = {
         index: i, name: layer.digest, lowers, vsize: settings.vsize, uuid: chainIdToUuid(chains[i]!),
         ...(i > 0 ? { parentUuid: chainIdToUuid(chains[i - 1]!) } : {}),
         compress: settings.compress, blockSize: settings.blockSize, workDir: join(work, `l${i}`),
-        applier, open: () => source.openBlob(layer),
+        kernel: opts.kernel ?? false, ...(applier ? { applier } : {}), open: () => source.openBlob(layer),
         onApplyProgress: (bytes) => emit({ step: 'progress', layer: i, bytes, size: layer.size }),
         onStep: (step) => emit({ step, ...ev }),
-      }).catch((err: unknown) => {
-        // Name the layer: an entry name alone does not say which of the image's tars held it.
-        if (err instanceof Error) err.message = `layer ${i} (${layer.digest}): ${err.message}`;
-        throw err;
+      };
+      commits.check();
+      const applied = await applyLayerStage(layerOpts).catch(named);
+      const entry: Done = { digest: '', size: 0, path: applied.lowerSpec };
+      done.push(entry);
+      commits.add(async () => {
+        const converted = await commitLayer(layerOpts, applied.rw, applied.apply).catch(named);
+        bytesIn += layer.size;
+        emit({ step: 'push', ...ev });
+        const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
+        await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
+        Object.assign(entry, { digest: converted.digest, size: converted.size });
+        emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000, pushed });
       });
-      bytesIn += layer.size;
-      emit({ step: 'push', ...ev });
-      await target.putBlobFile(converted.path, converted.digest, converted.size);
-      await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
-      done.push({ digest: converted.digest, size: converted.size, path: converted.path });
-      emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000 });
     }
+    await commits.drain();
 
     // The blob is an uncompressed tar, so its digest is also its diffID (§7.7 A step 6).
     const newConfig = { ...config, rootfs: { ...config.rootfs, type: config.rootfs?.type ?? 'layers', diff_ids: done.map((d) => d.digest) } };
@@ -188,6 +203,7 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       bytesOut: done.reduce((n, d) => n + d.size, 0), seconds: (performance.now() - started) / 1000, layerDigests: done.map((d) => d.digest),
     };
   } finally {
+    await commits.settle();
     await applier?.close();
     // Never recurse into a file system a failed teardown left mounted: rm would empty it.
     if (!(await mountedUnder(work))) await rm(work, { recursive: true, force: true }).catch(() => undefined);

@@ -1,6 +1,7 @@
 /**
  * One source layer into one overlaybd layer blob (formats.md §7.7 A steps 2-5): a new writable
- * layer on the converted lowers, mounted; the OCI tar applied into it; unmounted; then committed
+ * layer on the converted lowers; the OCI tar applied into it, by the userspace ext4 writer or (the
+ * kernel path) through a mount of the stack; then committed
  * into a tar-wrapped ZFile whose UUID is the chainID's and whose parent is the layer below's.
  */
 import { createHash } from 'node:crypto';
@@ -15,6 +16,7 @@ import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
 import type { ApplyThread } from './apply-thread.ts';
 import type { LayerStream } from './store.ts';
 import { withMountedStack } from './stack-mount.ts';
+import { applyUserspace } from './userspace-apply.ts';
 
 export interface ConvertLayerOptions {
   index: number;
@@ -29,8 +31,10 @@ export interface ConvertLayerOptions {
   blockSize: number;
   /** Scratch directory of this layer (writable layer, mount point, logs, output). */
   workDir: string;
-  /** The thread that applies the tar (started early by the caller, reused across layers). */
-  applier: ApplyThread;
+  /** Apply through a kernel mount (root, FUSE, loop) instead of the userspace ext4 writer. */
+  kernel: boolean;
+  /** The thread that applies the tar on the kernel path (started early by the caller, reused across layers). */
+  applier?: ApplyThread;
   open(): LayerStream;
   onApplyProgress?(bytes: number): void;
   onStep?(step: 'mount' | 'apply' | 'unmount' | 'commit'): void;
@@ -47,11 +51,27 @@ async function fileDigest(path: string): Promise<{ digest: string; size: number 
   return { digest: `sha256:${hash.digest('hex')}`, size };
 }
 
-export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLayer> {
+/** A layer applied into its writable layer (`rw`), not yet committed. */
+export interface AppliedLayer { rw: string; apply: ApplyStats; lowerSpec: string }
+
+/** Applies the layer into a new writable layer on the lowers; commitLayer() then makes its blob. */
+export async function applyLayerStage(o: ConvertLayerOptions): Promise<AppliedLayer> {
   const rw = join(o.workDir, 'rw');
-  const mnt = join(o.workDir, 'mnt');
   await mkdir(rw, { recursive: true });
+  if (!o.kernel) o.onStep?.('apply');
+  const apply = o.kernel ? await applyMounted(o, rw) : await applyUserspace({
+    lowers: o.lowers, writableDir: rw, mkfs: o.index === 0, name: o.name, open: o.open,
+    ...(o.index === 0 ? { size: o.vsize } : {}), ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}),
+  });
+  // The writable pair reads as a lower layer as it is, so the next layer need not wait for the commit.
+  return { rw, apply, lowerSpec: `${join(rw, WRITABLE_DATA)},${join(rw, WRITABLE_INDEX)}` };
+}
+
+async function applyMounted(o: ConvertLayerOptions, rw: string): Promise<ApplyStats> {
+  const mnt = join(o.workDir, 'mnt');
   await mkdir(mnt, { recursive: true });
+  const applier = o.applier;
+  if (!applier) throw new Error('convertLayer: the kernel path needs an ApplyThread');
   o.onStep?.('mount');
   const apply = await withMountedStack({
     lowers: o.lowers, writableDir: rw, mkfs: o.index === 0, mountPoint: mnt, workDir: o.workDir,
@@ -60,7 +80,7 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
     o.onStep?.('apply');
     const blob = o.open();
     try {
-      const stats = await o.applier.apply(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
+      const stats = await applier.apply(blob.stream, dir, { name: o.name, ...(o.onApplyProgress ? { onProgress: o.onApplyProgress } : {}) });
       await blob.done; // the whole blob matched its digest
       o.onStep?.('unmount');
       return stats;
@@ -69,6 +89,10 @@ export async function convertLayer(o: ConvertLayerOptions): Promise<ConvertedLay
       throw err;
     }
   });
+  return apply;
+}
+
+export async function commitLayer(o: ConvertLayerOptions, rw: string, apply: ApplyStats): Promise<ConvertedLayer> {
   o.onStep?.('commit');
   const out = join(o.workDir, 'overlaybd.commit');
   // The data file reads synchronously, so commit gathers extents without the thread pool.

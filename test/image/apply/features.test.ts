@@ -15,53 +15,10 @@ import { applyLayer } from '../../../src/image/apply/index.ts';
 import { requireSystem, tempDir } from '../../helpers/env.ts';
 import { devMajor, devMinor, diffTrees, walkTree } from '../../helpers/tree.ts';
 import { referenceApply } from './reference.ts';
-import { packTar, RawTar, streamOf, type PackEntry } from './tar-build.ts';
+import { BIN, CAPS, everyTypeEntries, GNU_LONG, GNU_TARGET, handBuiltLayer, LONG_DIR, LONG_FILE, LONG_TARGET, pseudoRandom } from './layer-sets.ts';
+import { packTar, streamOf } from './tar-build.ts';
 
-const T = (s: number) => new Date(s * 1000);
 const SYSTEM = { root: true, commands: ['mknod', 'mkfifo', 'tar', 'getfattr', 'setfattr'] };
-
-function pseudoRandom(n: number, seed: string): Buffer {
-  const out: Buffer[] = [];
-  for (let i = 0; out.length * 32 < n; i++) out.push(createHash('sha256').update(`${seed}/${i}`).digest());
-  return Buffer.concat(out).subarray(0, n);
-}
-
-const LONG_DIR = `deep/${'d'.repeat(90)}/${'e'.repeat(90)}`;
-const LONG_FILE = `${LONG_DIR}/${'f'.repeat(120)}`;
-const LONG_TARGET = `../${'t'.repeat(150)}/${'u'.repeat(60)}`;
-
-/** One layer holding every entry type and metadata kind tar-stream can express. */
-function everyTypeEntries(): PackEntry[] {
-  return [
-    { name: 'd', type: 'directory', mode: 0o750, uid: 11, gid: 12, mtime: T(1_600_000_001) },
-    { name: 'd/sticky', type: 'directory', mode: 0o1777, uid: 1234, gid: 5678, mtime: T(1_600_000_002) },
-    { name: 'd/setuid', mode: 0o4755, data: '#!/bin/sh\n' },
-    { name: 'd/setgid', mode: 0o2711, uid: 1000, gid: 1000, data: 'sgid\n' },
-    { name: 'd/owned', mode: 0o640, uid: 4242, gid: 4343, mtime: T(1_500_000_000), data: 'owned\n' },
-    { name: 'd/empty', mode: 0o600, data: '' },
-    { name: 'd/big.bin', mode: 0o644, data: pseudoRandom(1 << 20, 'big') },
-    { name: 'd/link', type: 'symlink', linkname: 'setuid', uid: 7, gid: 8, mtime: T(1_400_000_000) },
-    { name: 'd/dangling', type: 'symlink', linkname: '/nowhere/at/all' },
-    { name: 'other', type: 'directory', mode: 0o755, mtime: T(1_600_000_003) },
-    { name: 'other/hl', type: 'link', linkname: 'd/owned' },
-    { name: 'dev', type: 'directory', mode: 0o755, mtime: T(1_600_000_004) },
-    { name: 'dev/null2', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 },
-    { name: 'dev/blk', type: 'block-device', mode: 0o660, gid: 6, devmajor: 259, devminor: 65_537 },
-    { name: 'dev/fifo', type: 'fifo', mode: 0o644, uid: 5, gid: 5 },
-    { name: 'x', type: 'directory', mode: 0o755 },
-    { name: 'x/attrs', mode: 0o644, data: 'xattrs\n', pax: { 'SCHILY.xattr.user.test': 'hello', 'SCHILY.xattr.user.other': 'v=1 2' } },
-    { name: 'x/dir-attrs', type: 'directory', mode: 0o755, pax: { 'SCHILY.xattr.user.dir': 'on a dir' } },
-    // PAX path (component too long for ustar) and PAX linkpath.
-    { name: 'deep', type: 'directory', mode: 0o755 },
-    { name: `deep/${'d'.repeat(90)}`, type: 'directory', mode: 0o755 },
-    { name: LONG_DIR, type: 'directory', mode: 0o700 },
-    { name: LONG_FILE, mode: 0o644, data: 'long name\n' },
-    { name: `${LONG_DIR}/${'h'.repeat(110)}`, type: 'link', linkname: LONG_FILE },
-    { name: 'x/long-symlink', type: 'symlink', linkname: LONG_TARGET },
-    // Children added after their directory's entry: its mtime must still be the header's.
-    { name: 'd/late-child', mode: 0o644, data: 'late\n' },
-  ];
-}
 
 /** A scratch dir with empty `ours` (our applier's root) and `ref` (GNU tar's) beside each other. */
 async function applyScratch(t: TestContext): Promise<{ scratch: string; ours: string; ref: string }> {
@@ -119,40 +76,6 @@ test('every entry type, mode, owner, time and xattr; same tree as GNU tar', asyn
   assert.equal(n(`/${LONG_DIR}/${'h'.repeat(110)}`).linkGroup, n(`/${LONG_FILE}`).linkGroup);
   assert.equal(n('/d/big.bin').sha256, createHash('sha256').update(pseudoRandom(1 << 20, 'big')).digest('hex'));
 });
-
-// security.capability v2 granting every capability: the value holds 0xff bytes, which must not be
-// mangled as text. user.bin holds NUL, newline and '=' too.
-const CAPS = Buffer.from('0100000200000000ffffffff0000000000000000', 'hex');
-CAPS.writeUInt32LE(0xffffffff, 4);
-const BIN = Buffer.from([0x00, 0x80, 0xff, 0xfe, 0x0a, 0x3d, 0x20, 0x41]);
-const GNU_LONG = `gnu/${'g'.repeat(140)}/${'n'.repeat(130)}`;
-const GNU_TARGET = `/${'k'.repeat(200)}`;
-
-function handBuiltLayer(): Buffer {
-  return new RawTar()
-    .entry({ name: 'bin/', flag: '5', mode: 0o755 })
-    .pax([['SCHILY.xattr.security.capability', CAPS], ['SCHILY.xattr.user.bin', BIN]])
-    .entry({ name: 'bin/ping', flag: '0', mode: 0o755 }, 'ping\n')
-    // A symlink's own xattr (trusted.*, since user.* is not allowed on symlinks).
-    .pax([['SCHILY.xattr.trusted.dadi', BIN]])
-    .entry({ name: 'bin/sym', flag: '2', linkname: 'ping' })
-    // PAX numbers beyond the ustar fields, and a fractional mtime.
-    .pax([['uid', '3000000'], ['gid', '3000001'], ['mtime', '1700000000.5']])
-    .entry({ name: 'bin/big-ids', flag: '0', mode: 0o644 }, 'ids\n')
-    .entry({ name: 'gnu/', flag: '5', mode: 0o755, magic: 'gnu' })
-    .entry({ name: `gnu/${'g'.repeat(140)}/`.slice(0, 99), flag: '5', mode: 0o755, magic: 'gnu' })
-    .gnuLongName(`gnu/${'g'.repeat(140)}/`)
-    .entry({ name: 'placeholder', flag: '5', mode: 0o711, magic: 'gnu' })
-    .gnuLongName(GNU_LONG)
-    .entry({ name: 'placeholder', flag: '0', mode: 0o644, magic: 'gnu' }, 'gnu long\n')
-    .gnuLongName(`gnu/${'s'.repeat(120)}`)
-    .gnuLongLink(GNU_TARGET)
-    .entry({ name: 'placeholder', flag: '2', linkname: 'placeholder', magic: 'gnu' })
-    .gnuLongName(`gnu/${'h'.repeat(120)}`)
-    .gnuLongLink(GNU_LONG)
-    .entry({ name: 'placeholder', flag: '1', linkname: 'placeholder', magic: 'gnu' })
-    .end();
-}
 
 test('binary PAX xattrs (security.capability), PAX uid/gid/mtime, GNU ././@LongLink names; same tree as GNU tar', async (t) => {
   if (!requireSystem(t, SYSTEM)) return;

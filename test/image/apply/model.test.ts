@@ -11,8 +11,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ApplyError, applyLayer } from '../../../src/image/apply/index.ts';
-import { requireSystem } from '../../helpers/env.ts';
-import { walkTree } from '../../helpers/tree.ts';
+import { requireSystem, tempDir } from '../../helpers/env.ts';
+import { walkTree, type Tree } from '../../helpers/tree.ts';
+import { Ext4Reader } from '../../../src/fs/ext4/reader.ts';
+import { applyExt4, assertFsckClean, diskToImage, freshFs, readerTree } from '../../fs/ext4/support.ts';
 import { packTar, streamOf, type PackEntry } from './tar-build.ts';
 
 type Op =
@@ -141,29 +143,66 @@ class Model {
   }
 }
 
+/** Applies one layer to the target under test; returns its tree in the model's terms. */
+interface Subject { apply(layer: Buffer): Promise<void>; view(): Promise<Record<string, string>>; close(): Promise<void> }
+
+async function hostSubject(): Promise<Subject> {
+  const root = await mkdtemp(join(tmpdir(), 'dadi-model-'));
+  return {
+    apply: async (layer) => { await applyLayer(streamOf(layer), root); },
+    view: async () => viewOf(await walkTree(root)),
+    close: () => rm(root, { recursive: true, force: true }),
+  };
+}
+
+/** The userspace ext4; at the end of each stack, e2fsck must find the file system clean. */
+async function ext4Subject(scratch: string): Promise<Subject> {
+  const disk = await freshFs(64 << 20);
+  return {
+    apply: async (layer) => { await applyExt4(disk, [layer]); },
+    view: async () => viewOf(await readerTree(await Ext4Reader.open(disk, 'model disk'), { exclude: ['/lost+found'] })),
+    close: async () => {
+      const image = join(scratch, 'model.img');
+      await diskToImage(disk, image);
+      assertFsckClean(image);
+    },
+  };
+}
+
+function viewOf(tree: Tree): Record<string, string> {
+  const real: Record<string, string> = {};
+  for (const [p, n] of tree) {
+    const link = n.linkGroup ?? '';
+    real[p] = n.type === 'file' ? `file ${n.sha256} ${link}` : n.type === 'symlink' ? `symlink ${n.target} ${link}` : n.type;
+  }
+  return real;
+}
+
+async function checkAgainstModel(subject: Subject, layers: Op[][]): Promise<void> {
+  try {
+    const model = new Model();
+    for (const ops of layers) {
+      let modelRefused = false;
+      try { model.applyLayer(ops); } catch (err) { if (!(err instanceof RefusedByModel)) throw err; modelRefused = true; }
+      let realError: unknown = null;
+      try { await subject.apply(await packTar(ops.map(entryOf))); } catch (err) { realError = err; }
+      if (realError !== null && !(realError instanceof ApplyError)) throw realError;
+      assert.equal(realError !== null, modelRefused, `refused by applier: ${String(realError)}; by model: ${modelRefused}`);
+      assert.deepEqual(await subject.view(), model.view());
+      if (modelRefused) break;
+    }
+  } finally {
+    await subject.close();
+  }
+}
+
 test('random layer stacks match a simple model of OCI layer semantics', async (t) => {
   if (!requireSystem(t, { root: true })) return;
-  await fc.assert(fc.asyncProperty(stackArb, async (layers) => {
-    const root = await mkdtemp(join(tmpdir(), 'dadi-model-'));
-    try {
-      const model = new Model();
-      for (const ops of layers) {
-        let modelRefused = false;
-        try { model.applyLayer(ops); } catch (err) { if (!(err instanceof RefusedByModel)) throw err; modelRefused = true; }
-        let realError: unknown = null;
-        try { await applyLayer(streamOf(await packTar(ops.map(entryOf))), root); } catch (err) { realError = err; }
-        if (realError !== null && !(realError instanceof ApplyError)) throw realError;
-        assert.equal(realError !== null, modelRefused, `refused by applier: ${String(realError)}; by model: ${modelRefused}`);
-        const real: Record<string, string> = {};
-        for (const [p, n] of await walkTree(root)) {
-          const link = n.linkGroup ?? '';
-          real[p] = n.type === 'file' ? `file ${n.sha256} ${link}` : n.type === 'symlink' ? `symlink ${n.target} ${link}` : n.type;
-        }
-        assert.deepEqual(real, model.view());
-        if (modelRefused) break;
-      }
-    } finally {
-      await rm(root, { recursive: true, force: true });
-    }
-  }), { numRuns: 150 });
+  await fc.assert(fc.asyncProperty(stackArb, async (layers) => checkAgainstModel(await hostSubject(), layers)), { numRuns: 150 });
+});
+
+test('random layer stacks applied to the userspace ext4 match the same model and leave it e2fsck-clean, without privileges', async (t) => {
+  if (!requireSystem(t, { commands: ['e2fsck'] })) return;
+  const scratch = await tempDir(t);
+  await fc.assert(fc.asyncProperty(stackArb, async (layers) => checkAgainstModel(await ext4Subject(scratch), layers)), { numRuns: 150 });
 });

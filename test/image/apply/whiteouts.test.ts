@@ -12,6 +12,7 @@ import { applyLayer } from '../../../src/image/apply/index.ts';
 import { requireSystem, tempDir } from '../../helpers/env.ts';
 import { diffTrees, walkTree } from '../../helpers/tree.ts';
 import { referenceApply } from './reference.ts';
+import { typeChangeStack, whiteoutStack } from './layer-sets.ts';
 import { packTar, streamOf, type PackEntry } from './tar-build.ts';
 
 const SYSTEM = { root: true, commands: ['tar', 'getfattr'] };
@@ -30,20 +31,7 @@ async function ls(path: string): Promise<string[]> {
 
 test('whiteouts, opaque dirs and hard links to lower files; same tree as the bench script with GNU tar', async (t) => {
   if (!requireSystem(t, SYSTEM)) return;
-  const lower = await packTar([
-    dir('a'), file('a/keep', 'keep\n'), dir('a/gone-dir'), file('a/gone-dir/x', 'x\n'), dir('a/gone-dir/y'), file('a/gone-dir/y/z', 'z\n'),
-    file('a/gone-file', 'gone\n'), { name: 'a/gone-link', type: 'symlink', linkname: 'keep' },
-    dir('opq'), file('opq/old1', 'old\n'), dir('opq/olddir'), file('opq/olddir/f', 'f\n'),
-    dir('base'), file('base/shared', 'shared by a hard link\n', { uid: 33, gid: 33, mode: 0o600 }),
-    file('replaced', 'v1\n'),
-  ]);
-  const upper = await packTar([
-    dir('a', { mtime: new Date(1_650_000_000_000) }),
-    file('a/.wh.gone-dir', ''), file('a/.wh.gone-file', ''), file('a/.wh.gone-link', ''), file('a/.wh.never-existed', ''),
-    dir('opq', { mode: 0o700 }), file('opq/new-before', 'before the marker\n'), file('opq/.wh..wh..opq', ''), file('opq/new-after', 'after\n'),
-    dir('other'), { name: 'other/link-to-lower', type: 'link', linkname: 'base/shared' },
-    file('replaced', 'v2, longer than before\n', { mode: 0o755 }),
-  ]);
+  const [lower, upper] = await whiteoutStack();
   const scratch = await tempDir(t);
   const ours = join(scratch, 'ours');
   const ref = join(scratch, 'ref');
@@ -97,22 +85,7 @@ test('opaque marker before its own entries, with parents only implied', async (t
 test('type changes: file over directory, directory over file, symlink over directory; directory over directory keeps contents', async (t) => {
   if (!requireSystem(t, SYSTEM)) return;
   const root = await tempDir(t);
-  await applyAll(root, [
-    await packTar([
-      dir('fd'), file('fd/child', 'c\n'), dir('fd/sub'), file('fd/sub/g', 'g\n'),
-      file('df', 'was a file\n'),
-      dir('sd'), file('sd/child', 'c\n'),
-      dir('dd', { mode: 0o755, uid: 1 }), file('dd/kept', 'kept\n'),
-      { name: 'ld', type: 'symlink', linkname: 'fd' },
-    ]),
-    await packTar([
-      file('fd', 'now a file\n'),
-      dir('df', { mode: 0o711 }), file('df/inside', 'i\n'),
-      { name: 'sd', type: 'symlink', linkname: 'elsewhere' },
-      dir('dd', { mode: 0o750, uid: 2, gid: 3 }), file('dd/added', 'a\n'),
-      dir('ld'), file('ld/real', 'r\n'),
-    ]),
-  ]);
+  await applyAll(root, await typeChangeStack());
   const tree = await walkTree(root);
   assert.equal(tree.get('/fd')!.type, 'file');
   assert.equal(await readFile(join(root, 'fd'), 'utf8'), 'now a file\n');

@@ -1,6 +1,7 @@
 /**
  * `dadi convert oci:SRC oci:DST` end to end: an image using every tar feature (gzip, zstd and
- * plain layers) is converted through real mounts, the converted blobs are mounted with
+ * plain layers) is converted (by the userspace ext4 writer, and with --kernel through real
+ * mounts), the converted blobs are mounted with
  * `dadi mount` and the whole tree must equal GNU tar's extraction of the source; the blobs must
  * pass the format checks; converting again converts nothing; hostile layers fail naming the
  * entry and leave nothing mounted or running.
@@ -21,15 +22,17 @@ import {
   readConverted, referenceTree, summaryOf,
 } from './support.ts';
 
-test('every tar feature survives conversion: the mounted image equals the reference extraction; blobs conform; a second run reuses all', async (t) => {
+for (const kernel of [false, true]) {
+test(`every tar feature survives conversion${kernel ? ' (--kernel: applied through a mount)' : ''}: the mounted image equals the reference extraction; blobs conform; a second run reuses all`, async (t) => {
   if (!requireSystem(t, convertNeeds)) return;
+  const flags = kernel ? ['--kernel'] : [];
   const s = await convertScratch(t);
   const tars = [await baseLayer(), middleLayer(), await topLayer()];
   const src = join(s.dir, 'src');
   const built = await writeOciImage(src, 'v1', tars, ['gzip', 'zstd', 'none']);
   const dst = join(s.dir, 'dst');
 
-  const first = await convert(s, `oci:${src}:v1`, `oci:${dst}:obd`);
+  const first = await convert(s, `oci:${src}:v1`, `oci:${dst}:obd`, flags);
   const sum = summaryOf(first);
   assert.deepEqual(outcomes(first), ['converted', 'converted', 'converted']);
   assert.equal(sum.layers, 3);
@@ -38,7 +41,8 @@ test('every tar feature survives conversion: the mounted image equals the refere
   assert.ok(sum.seconds > 0);
   // One JSON line per step, in order, for every layer.
   for (let i = 0; i < 3; i++) {
-    assert.deepEqual(first.events.filter((e) => e.layer === i).map((e) => e.step), ['mount', 'apply', 'unmount', 'commit', 'push', 'layer-done']);
+    const steps = kernel ? ['mount', 'apply', 'unmount', 'commit', 'push', 'layer-done'] : ['apply', 'commit', 'push', 'layer-done'];
+    assert.deepEqual(first.events.filter((e) => e.layer === i).map((e) => e.step), steps);
   }
   assert.deepEqual([first.events[0]!.step, first.events.at(-2)!.step], ['resolve', 'manifest']);
   await assertNothingRunning(s.dir);
@@ -79,13 +83,14 @@ test('every tar feature survives conversion: the mounted image equals the refere
   assert.equal(n('/usr/lib').mtimeNs, String(1_600_000_004n * 10n ** 9n));
 
   // Same image, same settings, same destination: nothing converted, same manifest.
-  const again = await convert(s, `oci:${src}:v1`, `oci:${dst}:obd`);
+  const again = await convert(s, `oci:${src}:v1`, `oci:${dst}:obd`, flags);
   const sum2 = summaryOf(again);
   assert.deepEqual(outcomes(again), ['reused', 'reused', 'reused']);
   assert.equal(again.events.filter((e) => e.step === 'mount').length, 0);
   assert.deepEqual([sum2.reusedLayers, sum2.bytesIn, sum2.manifestDigest], [3, 0, sum.manifestDigest]);
   await assertNothingRunning(s.dir);
 });
+}
 
 test('hostile layers fail conversion naming the layer and entry, write nothing outside, and leave nothing mounted or running', async (t) => {
   if (!requireSystem(t, convertNeeds)) return;
