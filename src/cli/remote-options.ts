@@ -75,17 +75,4 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
   ];
 }
 
-/**
- * Whether the arguments name one registry image (or OCI layout) rather than local files; a
- * reference mixed with other arguments is refused.
- */
-export async function pickRemoteImage(args: readonly string[]): Promise<string | undefined> {
-  const { isImageReference } = await import('../image/remote/reference.ts');
-  const refs: string[] = [];
-  for (const a of args) if (await isImageReference(a)) refs.push(a);
-  if (refs.length === 0) return undefined;
-  if (args.length > 1) {
-    throw new Error(`${refs[0]} is an image reference (there is no such local file); an image is served alone, without other layer arguments`);
-  }
-  return refs[0];
-}
+export { pickRemoteImage } from '../image/remote/reference.ts';

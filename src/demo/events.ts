@@ -10,14 +10,13 @@ export type DemoEvent =
   | { step: 'attach'; status: 'done'; reference: string; layers: number; diskSize: number; imageBytes: number;
     fetchedBytes: number; fetchedRequests: number; layerBytes: number; seconds: number }
   | { step: 'mount'; status: 'done'; mountPoint: string; device: string; method: string; fsType: string; seconds: number }
-  | { step: 'list'; entries: number; root: string[]; matches: boolean; seconds: number }
+  | { step: 'list'; entries: number; root: string[]; matches: boolean; seconds: number; via: 'mount' | 'userspace' }
   | { step: 'read'; path: string; firstLine: string; bytes: number; matches: boolean; seconds: number }
-  | { step: 'superblock'; magic: string; blocks: number; blockSize: number; inodes: number; seconds: number }
   | { step: 'fetched'; bytes: number; requests: number; imageBytes: number;
     /** What reads after the attach (mount, listing, file read) fetched. */
     afterAttach: { bytes: number; requests: number }; cacheHits: number; cacheMisses: number;
     layers: Array<{ layer: number; blobBytes: number; fetchedBytes: number; requests: number }> }
-  | { step: 'skipped'; what: 'convert' | 'attach' | 'mount'; reason: string; missing?: string[] }
+  | { step: 'skipped'; what: 'mount'; reason: string; missing?: string[] }
   | { step: 'cleanup'; undone: string[]; kept?: string; seconds: number }
   | { step: 'done'; ok: boolean; seconds: number; skipped: string[]; problems: string[] };
 

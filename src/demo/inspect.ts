@@ -1,11 +1,13 @@
 /**
- * Looks at the mounted image the way a container would at start-up: walks the tree (metadata
- * only, so only inode and directory blocks are fetched), reads one file, and compares both with
- * what the demo generated. Operations run one at a time: the NBD server answering them lives in
- * this process and needs libuv threads of its own (see mount.ts).
+ * Looks at the image the way a container would at start-up: walks the tree (metadata only, so
+ * only inode and directory blocks are fetched), reads one file, and compares both with what the
+ * demo generated — through the kernel's mount, or, where this host cannot mount, through dadi's
+ * userspace ext4 reader on the same lazily attached disk. Mount operations run one at a time: the
+ * NBD server answering them lives in this process and needs libuv threads of its own.
  */
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Ext4Reader } from '../fs/ext4/reader.ts';
 import type { DemoContent, EntryType } from './content.ts';
 
 export interface ListedEntry { path: string; type: EntryType | 'other'; mode: number; size: number; ino: number; nlink: number; target?: string }
@@ -66,12 +68,44 @@ export function compareTree(entries: ListedEntry[], content: DemoContent): strin
   return problems;
 }
 
-export async function inspectMount(mountPoint: string, content: DemoContent): Promise<Inspection> {
+/** The same walk through the userspace ext4 reader. */
+export async function walkImage(fs: Ext4Reader): Promise<ListedEntry[]> {
+  const out: ListedEntry[] = [];
+  const visit = async (rel: string): Promise<void> => {
+    for (const e of await fs.list(`/${rel}`)) {
+      if (e.name === '.' || e.name === '..') continue;
+      const path = rel ? `${rel}/${e.name}` : e.name;
+      const st = await fs.stat(`/${path}`);
+      const type: ListedEntry['type'] = st.kind === 'file' || st.kind === 'directory' || st.kind === 'symlink' ? st.kind : 'other';
+      out.push({ path, type, mode: st.mode & 0o7777, size: st.size, ino: st.ino, nlink: st.nlink,
+        ...(type === 'symlink' ? { target: await fs.readlink(`/${path}`) } : {}) });
+      if (type === 'directory' && path !== 'lost+found') await visit(path);
+    }
+  };
+  await visit('');
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+async function readWhole(fs: Ext4Reader, path: string): Promise<Buffer> {
+  const parts: Uint8Array[] = [];
+  for await (const part of fs.readFile(path)) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+export function inspectMount(mountPoint: string, content: DemoContent): Promise<Inspection> {
+  return inspect(() => walkTree(mountPoint), () => readFile(join(mountPoint, content.readPath)), content);
+}
+
+export function inspectImage(fs: Ext4Reader, content: DemoContent): Promise<Inspection> {
+  return inspect(() => walkImage(fs), () => readWhole(fs, `/${content.readPath}`), content);
+}
+
+async function inspect(walk: () => Promise<ListedEntry[]>, read: () => Promise<Buffer>, content: DemoContent): Promise<Inspection> {
   const t0 = performance.now();
-  const entries = await walkTree(mountPoint);
+  const entries = await walk();
   const t1 = performance.now();
   const problems = compareTree(entries, content);
-  const data = await readFile(join(mountPoint, content.readPath));
+  const data = await read();
   const t2 = performance.now();
   const contentMatches = data.equals(content.readContent);
   if (!contentMatches) problems.push(`/${content.readPath} differs from the generated content (${data.length} bytes read, ${content.readContent.length} generated)`);

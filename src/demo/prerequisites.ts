@@ -1,17 +1,15 @@
 /**
- * What the privileged steps need on this host, checked before trying them, so the demo can say
- * exactly what it skipped and why instead of failing halfway through a mount. Converting and
- * mounting both attach an NBD export as a block device (kernel nbd, else nbdfuse + a loop
- * device, as src/host/attach.ts chooses) and mount ext4; converting also runs mkfs.ext4.
+ * What mounting needs on this host, checked before trying it, so the demo can say exactly what it
+ * skipped and why instead of failing halfway through a mount: attaching an NBD export as a block
+ * device (kernel nbd, else nbdfuse + a loop device, as src/host/attach.ts chooses) and mounting
+ * ext4. Converting needs none of it (dadi's userspace ext4 writer).
  */
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { chooseAttachMethod } from '../host/attach.ts';
 
 export interface Prerequisites {
-  /** Missing for `dadi convert` (empty: it can run). */
-  convert: string[];
-  /** Missing for mounting the converted image. */
+  /** Missing for mounting the converted image (empty: it can be mounted). */
   mount: string[];
   attachMethod: 'kernel-nbd' | 'nbdfuse';
 }
@@ -49,10 +47,8 @@ export function checkPrerequisites(path = process.env.PATH ?? ''): Prerequisites
   }
   const hint: Record<string, string> = {
     nbdfuse: 'nbdfuse (apt-get install libnbd-bin)', fusermount3: 'fusermount3 (apt-get install fuse3)',
-    losetup: 'losetup (apt-get install mount)', 'mkfs.ext4': 'mkfs.ext4 (apt-get install e2fsprogs)',
+    losetup: 'losetup (apt-get install mount)',
   };
   for (const t of tools) if (!onPath(t, path)) missing.push(hint[t] ?? t);
-  const convert = [...missing];
-  if (!onPath('mkfs.ext4', path)) convert.push(hint['mkfs.ext4']!);
-  return { convert, mount: missing, attachMethod };
+  return { mount: missing, attachMethod };
 }

@@ -39,14 +39,12 @@ export function formatEvent(e: DemoEvent, elapsed: number): string {
     case 'mount':
       return head('mount', `${e.fsType} mounted read-only on ${e.mountPoint} (${e.device} via ${e.method}, NBD served in-process) (${ms(e.seconds)})`);
     case 'list':
-      return [head('list', `${e.entries} entries; / holds ${e.root.join(' ')} (${ms(e.seconds)})`),
+      return [head('list', `${e.entries} entries; / holds ${e.root.join(' ')}${e.via === 'userspace' ? ' (userspace ext4 reader, no mount)' : ''} (${ms(e.seconds)})`),
         sub(e.matches ? 'the tree (paths, types, modes, sizes, link targets, hard link, whiteout) matches the generated image'
           : 'the tree DIFFERS from the generated image (see the problems below)')].join('\n');
     case 'read':
       return [head('read', `${e.path}: ${JSON.stringify(e.firstLine)}`),
         sub(`${e.bytes} bytes, ${e.matches ? 'identical to' : 'DIFFERENT from'} the generated file (${ms(e.seconds)})`)].join('\n');
-    case 'superblock':
-      return head('read', `ext4 superblock through the lazy disk: magic ${e.magic}, ${e.blocks} blocks of ${e.blockSize} B, ${e.inodes} inodes (${ms(e.seconds)})`);
     case 'fetched':
       return [head('fetched', `${formatSize(e.bytes)} from the registry in ${requests(e.requests)} = ${pct(e.bytes, e.imageBytes)} of the ` +
         `${formatSize(e.imageBytes)} image; block cache ${e.cacheHits} hits, ${e.cacheMisses} misses`),

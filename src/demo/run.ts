@@ -14,7 +14,8 @@ import { openRemoteImage, type RemoteImage } from '../image/remote.ts';
 import { startRegistryServer } from '../registry/server/server.ts';
 import { generateDemoContent, type DemoContent } from './content.ts';
 import type { DemoEvent } from './events.ts';
-import { inspectMount } from './inspect.ts';
+import { inspectImage, inspectMount, type Inspection } from './inspect.ts';
+import { Ext4Reader } from '../fs/ext4/reader.ts';
 import { mountDisk, undoneBy } from '../host/mounter.ts';
 import { checkPrerequisites, type Prerequisites } from './prerequisites.ts';
 import { pushOciImage } from './push.ts';
@@ -64,17 +65,6 @@ async function mountedUnder(dir: string): Promise<string[]> {
 
 const since = (t0: number): number => (performance.now() - t0) / 1000;
 
-/** The ext4 superblock read straight from the lazily attached disk (when not mounting). */
-async function readSuperblock(image: RemoteImage): Promise<Extract<DemoEvent, { step: 'superblock' }>> {
-  const t0 = performance.now();
-  const sb = Buffer.alloc(1024);
-  await image.disk.read(sb, 1024);
-  const magic = sb.readUInt16LE(56);
-  if (magic !== 0xef53) throw new Error(`the converted disk holds no ext4 superblock (magic 0x${magic.toString(16)} at byte 1080)`);
-  return { step: 'superblock', magic: '0xef53', inodes: sb.readUInt32LE(0), blocks: sb.readUInt32LE(4),
-    blockSize: 1024 << sb.readUInt32LE(24), seconds: since(t0) };
-}
-
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const started = performance.now();
   const emit = opts.onEvent ?? ((): void => {});
@@ -85,7 +75,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const cleanups: Cleanup[] = [];
   const skipped: string[] = [];
   const problems: string[] = [];
-  const skip = (what: 'convert' | 'attach' | 'mount', reason: string, missing?: string[]): void => {
+  const skip = (what: 'mount', reason: string, missing?: string[]): void => {
     skipped.push(`${what}: ${reason}${missing ? ` (missing: ${missing.join(', ')})` : ''}`);
     emit({ step: 'skipped', what, reason, ...(missing ? { missing } : {}) });
   };
@@ -106,11 +96,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       layers: content.layers.map((l) => ({ title: l.title, entries: l.entries, tarBytes: l.tar.length, gzipBytes: l.gzip.length, diffId: l.diffId })) });
 
     const pre = opts.prerequisites ?? checkPrerequisites();
-    if (pre.convert.length > 0) {
-      skip('convert', 'converting applies each layer into a mounted ext4 file system, which this host does not allow', pre.convert);
-      skip('attach', 'there is no converted image to attach');
-      skip('mount', 'there is no converted image to mount');
-    } else {
+    {
       checkAbort();
       t0 = performance.now();
       const dst = `${registry.hostPort}/demo/app:1-obd`;
@@ -140,9 +126,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
 
       checkAbort();
       const why = opts.mount === false ? '--no-mount was given' : pre.mount.length > 0 ? 'this host cannot mount block devices' : undefined;
+      let seen: Inspection;
       if (why) {
-        skip('mount', `${why}; read the ext4 superblock through the lazy disk instead`, pre.mount.length > 0 && opts.mount !== false ? pre.mount : undefined);
-        emit(await readSuperblock(image));
+        skip('mount', `${why}; listing and reading through dadi's userspace ext4 reader instead`, pre.mount.length > 0 && opts.mount !== false ? pre.mount : undefined);
+        seen = await inspectImage(await Ext4Reader.open(image.disk, dst), content);
       } else {
         t0 = performance.now();
         // Read-only: nothing is written back, so the kernel never throttles dirty pages against the
@@ -157,13 +144,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
         emit({ step: 'mount', status: 'done', mountPoint, device: mount.device, method: mount.method, fsType: mount.fsType ?? 'unknown', seconds: since(t0) });
 
         checkAbort();
-        const seen = await inspectMount(mountPoint, content);
-        const treeProblems = seen.problems.filter((p) => !p.startsWith(`/${content.readPath} differs`));
-        emit({ step: 'list', entries: seen.entries.length, root: seen.entries.filter((e) => !e.path.includes('/')).map((e) => e.path),
-          matches: treeProblems.length === 0, seconds: seen.listSeconds });
-        emit({ step: 'read', path: `/${seen.readPath}`, firstLine: seen.firstLine, bytes: seen.readBytes, matches: seen.contentMatches, seconds: seen.readSeconds });
-        problems.push(...seen.problems);
+        seen = await inspectMount(mountPoint, content);
       }
+      const treeProblems = seen.problems.filter((p) => !p.startsWith(`/${content.readPath} differs`));
+      emit({ step: 'list', entries: seen.entries.length, root: seen.entries.filter((e) => !e.path.includes('/')).map((e) => e.path),
+        matches: treeProblems.length === 0, seconds: seen.listSeconds, via: why ? 'userspace' : 'mount' });
+      emit({ step: 'read', path: `/${seen.readPath}`, firstLine: seen.firstLine, bytes: seen.readBytes, matches: seen.contentMatches, seconds: seen.readSeconds });
+      problems.push(...seen.problems);
       const s = image.stats();
       emit({ step: 'fetched', bytes: s.fetched.bytes, requests: s.fetched.requests, imageBytes: image.info.imageBytes,
         afterAttach: { bytes: s.fetched.bytes - a.bytes, requests: s.fetched.requests - a.requests },

@@ -11,7 +11,7 @@ export interface OpenedImage { disk: Disk; label: string; close(): Promise<void>
 
 /** `image`: one registry reference, or one device config / layer files lowest first. */
 export async function openImageReadOnly(image: readonly string[], remoteOptions: () => Promise<RemoteImageOptions>): Promise<OpenedImage> {
-  const { pickRemoteImage } = await import('./remote/cli-options.ts');
+  const { pickRemoteImage } = await import('./remote/reference.ts');
   const ref = await pickRemoteImage(image);
   if (ref) {
     const { openRemoteImage } = await import('./remote.ts');

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { once } from 'node:events';
-import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
+import { addRemoteOptions, type RemoteFlags } from '../remote-options.ts';
 
 interface CatFileOptions extends RemoteFlags { output?: string; extents?: boolean }
 
@@ -27,7 +27,7 @@ export function register(program: Command): void {
     .action(async (args: string[], opts: CatFileOptions) => {
       const { createWriteStream } = await import('node:fs');
       const { withImageReader } = await import('../../image/open-image.ts');
-      const { remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const { remoteImageOptions } = await import('../remote-options.ts');
       const { imageAndPath } = await import('./ls.ts');
       const { image, path } = imageAndPath(args, true);
       await withImageReader(image, () => remoteImageOptions(opts), async (fs) => {

@@ -5,7 +5,7 @@
  * more than one argument.
  */
 import type { Command } from 'commander';
-import { addRemoteOptions, type RemoteFlags } from '../../image/remote/cli-options.ts';
+import { addRemoteOptions, type RemoteFlags } from '../remote-options.ts';
 
 interface LsOptions extends RemoteFlags { long?: boolean; recursive?: boolean; json?: boolean }
 
@@ -50,7 +50,7 @@ export function register(program: Command): void {
     ].join('\n'))
     .action(async (args: string[], opts: LsOptions) => {
       const { withImageReader } = await import('../../image/open-image.ts');
-      const { remoteImageOptions } = await import('../../image/remote/cli-options.ts');
+      const { remoteImageOptions } = await import('../remote-options.ts');
       const { image, path } = imageAndPath(args, false);
       await withImageReader(image, () => remoteImageOptions(opts), async (fs) => {
         const out: string[] = [];

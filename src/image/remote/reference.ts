@@ -34,3 +34,17 @@ export async function isImageReference(arg: string): Promise<boolean> {
 
 /** Names that are layer files, not repositories, when no tag or digest says otherwise. */
 const LAYER_FILE = /\.(lsmt|zlsmt|zfile|tar|img|raw|data|index|sealed)$/i;
+
+/**
+ * Whether the arguments name one registry image (or OCI layout) rather than local files; a
+ * reference mixed with other arguments is refused.
+ */
+export async function pickRemoteImage(args: readonly string[]): Promise<string | undefined> {
+  const refs: string[] = [];
+  for (const a of args) if (await isImageReference(a)) refs.push(a);
+  if (refs.length === 0) return undefined;
+  if (args.length > 1) {
+    throw new Error(`${refs[0]} is an image reference (there is no such local file); an image is served alone, without other layer arguments`);
+  }
+  return refs[0];
+}

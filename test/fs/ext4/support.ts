@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { Disk } from '../../../src/io/types.ts';
+import { basicDiskCaps, type Disk } from '../../../src/io/types.ts';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
@@ -131,6 +131,7 @@ export async function withLoopMount<T>(image: string, dir: string, fn: (mnt: str
 /** A Disk over a raw image file (what mkfs.ext4 and the kernel wrote), read and written in place. */
 export class FileDisk implements Disk {
   readonly writable = true;
+  readonly caps = basicDiskCaps(true);
   private constructor(private readonly fd: number, readonly size: number) {}
 
   static open(path: string): FileDisk {
