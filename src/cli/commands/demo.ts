@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .description('build, push, convert, lazily attach and mount a small image on an embedded registry, and report what was fetched')
     .option('--keep', 'keep the temporary directory (registry storage, caches) and print its path')
     .option('--json', 'print one JSON object per step instead of the log')
-    .option('--no-mount', 'do not mount the image; read its ext4 superblock through the lazy disk instead')
+    .option('--no-mount', 'do not mount the image; list and read it through the userspace ext4 reader instead')
     .option('--binary-size <size>', 'total size of the generated binary-like files in the base layer (the bulk of the image)', '16M')
     .addHelpText('after', [
       '',
@@ -23,9 +23,10 @@ export function register(program: Command): void {
       'and bytes fetched against the image size; mount it read-only, list the tree, read a file and',
       'check both against the generated content; report the bytes fetched and cache hits; clean up.',
       '',
-      'Converting and mounting need root with CAP_SYS_ADMIN, mount(8), and either the kernel nbd',
-      'module with nbd-client or /dev/fuse with nbdfuse, fusermount3 and losetup; converting also',
-      'needs mkfs.ext4. Without them the demo says what it skipped and why, and still exits 0.',
+      'Converting needs no privilege (dadi writes ext4 in userspace). Mounting needs root with',
+      'CAP_SYS_ADMIN, mount(8), and either the kernel nbd module with nbd-client or /dev/fuse with',
+      'nbdfuse, fusermount3 and losetup. Without them the demo says what it skipped and why, lists',
+      'and reads the image through the userspace ext4 reader instead, and still exits 0.',
       '',
       'Ctrl-C stops after the current step and undoes everything (mount, device, servers, files).',
       'Exit codes: 0 every step that ran passed, 1 a step failed or read back wrong data, 130',
