@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Disk } from '../../src/io/types.ts';
@@ -78,7 +79,9 @@ test('--writable DIR creates the layer (size from the lowers) and reopens it wit
   const half = await tempDir(t);
   await writeFile(join(half, 'writable_data'), '');
   await assert.rejects(openLocalImage([vector('A.lsmt')], { writableDir: half }), /has writable_data but not writable_index/);
-  await assert.rejects(openLocalImage([vector('A.lsmt')], { writableDir: join(half, 'nope') }), /no such directory/);
+  // A directory that does not exist yet is created, with the layer in it.
+  await withDisk(await openLocalImage([vector('A.lsmt')], { writableDir: join(half, 'new', 'rw') }), async (d) => assert.equal(d.writable, true));
+  assert.ok(existsSync(join(half, 'new', 'rw', 'writable_index')));
 });
 
 test('a config upper is writable, or read as a lower with readOnly', async (t) => {
