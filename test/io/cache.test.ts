@@ -313,3 +313,16 @@ test('reopening a blob while its last handle is still closing gets a fresh, work
   await closing;
   assert.equal(await second.src.read(dst, 0), U);
 });
+
+test('read-ahead keeps a window ahead of a reader that outruns the fetches, and asks for no range twice', async (t) => {
+  const f = await fixture(t, { size: 8 * MiB });
+  const { reader, up } = await f.open({ readAheadBytes: 4 * U });
+  const dst = new Uint8Array(64 * KiB);
+  // Sequential reads issued back to back, without waiting: the reader is always ahead of the fetches.
+  const reads: Array<Promise<number>> = [];
+  for (let off = 0; off < 4 * MiB; off += dst.length) reads.push(reader.read(new Uint8Array(dst.length), off));
+  await Promise.all(reads);
+  await eventually(() => f.server.requests.some((r) => r.end > 4 * MiB), 5000, 'read-ahead past the last read');
+  const asked = up.ranges.map((r) => [r.offset, r.offset + r.length] as const).sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < asked.length; i++) assert.ok(asked[i]![0] >= asked[i - 1]![1], `upstream ranges overlap: ${JSON.stringify(asked)}`);
+});

@@ -21,6 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { DiskError, errorMessage } from '../../errors.ts';
 import { log } from '../../util/log.ts';
 import type { ByteSource, PrefetchKind, SourceCaps } from '../types.ts';
+import { AdaptiveReader } from '../adaptive-read.ts';
 import { BackgroundDownload, type BackgroundDownloadOptions } from './background.ts';
 import { MapWriter } from './map-writer.ts';
 import type { PresenceMap } from './presence.ts';
@@ -73,6 +74,7 @@ export class CachedSource implements ByteSource {
   private demandWaiting = 0;
   private demandIdle: Array<() => void> = [];
   private readonly mapWriter: MapWriter;
+  private readonly local: AdaptiveReader;
   private background: BackgroundDownload | undefined;
   private readonly unit: number;
   private readonly page: number;
@@ -91,6 +93,7 @@ export class CachedSource implements ByteSource {
     this.name = `cache:${digest}`;
     this.unit = map.unit;
     this.page = map.page;
+    this.local = new AdaptiveReader(files.data.fd, files.dataPath);
     this.mapWriter = new MapWriter(map, files.map, files.data, { digest, mapPath: files.mapPath }, (problem) => { stats.lastError = problem; });
     this.maxCoalescePages = Math.max(1, Math.floor((opts.maxCoalesceBytes ?? 4 << 20) / map.unit)) * map.pagesPerUnit;
   }
@@ -268,14 +271,11 @@ export class CachedSource implements ByteSource {
     }
   }
 
+  /** Cached bytes from the local file: synchronously while the page cache answers (a warm image). */
   private async pread(dst: Uint8Array, at: number, len: number, position: number): Promise<void> {
-    let done = 0;
-    while (done < len) {
-      const { bytesRead } = await this.files.data.read(dst, at + done, len - done, position + done);
-      if (bytesRead === 0) {
-        throw new DiskError('EIO', `blob ${this.digest}: cache file ${this.files.dataPath} ends at ${position + done}, expected ${this.size} bytes`);
-      }
-      done += bytesRead;
+    const n = await this.local.read(at === 0 ? dst : dst.subarray(at), len, position);
+    if (n !== len) {
+      throw new DiskError('EIO', `blob ${this.digest}: cache file ${this.files.dataPath} ends at ${position + n}, expected ${this.size} bytes`);
     }
   }
 
@@ -377,6 +377,7 @@ export class CachedSource implements ByteSource {
     this.mapWriter.stop();
     await this.flush();
     this.closed = true;
+    await this.local.idle();
     await this.files.data.close();
     await this.files.map.close();
     if (this.opts.ownsUpstream ?? true) await this.upstream.close();

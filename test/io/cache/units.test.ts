@@ -142,11 +142,12 @@ test('cache directory: flag, then $DADI_CACHE_DIR, then a per-user default', asy
 test('sequential detector: a stream is sequential from its second consecutive read, among interleaved streams', async () => {
   const { SequentialDetector } = await import('../../../src/io/cache/sequential.ts');
   const d = new SequentialDetector(2);
-  assert.equal(d.note(0, 10), false);
-  assert.equal(d.note(1000, 1010), false);
-  assert.equal(d.note(10, 20), true); // stream A continues
-  assert.equal(d.note(1010, 1020), true); // stream B continues
-  assert.equal(d.note(500, 510), false); // a random read replaces the oldest slot
-  assert.equal(d.note(20, 30), false, 'stream A was forgotten');
-  assert.equal(d.note(5, 6), false);
+  const seq = (offset: number, end: number): boolean => d.note(offset, end) >= 0;
+  assert.equal(seq(0, 10), false);
+  assert.equal(seq(1000, 1010), false);
+  assert.equal(d.note(10, 20), 0); // stream A continues, in slot 0
+  assert.equal(d.note(1010, 1020), 1); // stream B continues, in slot 1
+  assert.equal(seq(500, 510), false); // a random read replaces the oldest slot
+  assert.equal(seq(20, 30), false, 'stream A was forgotten');
+  assert.equal(seq(5, 6), false);
 });
