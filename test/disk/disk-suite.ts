@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { canReadMapped, hasExtents, type Disk, type DiskExtent } from '../../src/io/types.ts';
+import { assertSameBytes as same } from '../helpers/bytes.ts';
 
 export interface DiskCase {
   name: string;
@@ -17,14 +18,6 @@ export interface DiskCase {
   expected(): Uint8Array;
   open(t: TestContext): Promise<Disk>;
   runs?: number;
-}
-
-function same(got: Uint8Array, want: Uint8Array, what: string): void {
-  if (!Buffer.from(got).equals(Buffer.from(want))) {
-    let i = 0;
-    while (i < got.length && got[i] === want[i]) i++;
-    assert.fail(`${what}: first difference at byte ${i} of ${want.length}`);
-  }
 }
 
 function checkExtents(extents: DiskExtent[], offset: number, length: number, bytes: Uint8Array, what: string): void {

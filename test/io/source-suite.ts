@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { canPrefetch, canReadSync, type ByteSource } from '../../src/io/types.ts';
+import { assertSameBytes as same } from '../helpers/bytes.ts';
 
 export interface SourceCase {
   /** Names the implementation in the test titles. */
@@ -20,14 +21,6 @@ export interface SourceCase {
   ready?(t: TestContext): boolean;
   /** Fewer property runs for slow sources (a registry, a cache on disk). */
   runs?: number;
-}
-
-function same(got: Uint8Array, want: Uint8Array, what: string): void {
-  if (!Buffer.from(got).equals(Buffer.from(want))) {
-    let i = 0;
-    while (i < got.length && got[i] === want[i]) i++;
-    assert.fail(`${what}: first difference at byte ${i} of ${want.length}`);
-  }
 }
 
 export function sourceSuite(c: SourceCase): void {
