@@ -47,6 +47,15 @@ async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, tim
   }
 }
 
+/**
+ * containerd's gRPC connection to a restarted proxy snapshotter comes back after its reconnect
+ * backoff; until then calls fail fast with the last dial error. Wait for it as kubelet's retries do.
+ */
+async function reconnected(n: Node): Promise<void> {
+  const up = () => n.ctd.ctr(['snapshots', '--snapshotter', 'dadi', 'ls']).then(() => true, () => false);
+  assert.ok(await eventually(up, (ok) => ok, 30_000), 'containerd reaches the restarted snapshotter');
+}
+
 /** The ext4 (or other non-overlay) device mounts under the daemon's root. */
 async function deviceMounts(root: string): Promise<string[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
@@ -160,6 +169,7 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
     await n.daemon.kill('SIGTERM');
     await rm(n.daemon.cacheDir, { recursive: true, force: true });
     await n.daemon.start();
+    await reconnected(n);
     await img.registry.stop();
     await assert.rejects(n.ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', img.obd, 'gone1', '/bin/sh', '-c', 'true']), (err: Error) => {
       assert.match(err.message, new RegExp(`cannot attach image ${img.obd.replace(/[.]/g, '\\.')} from registry ${img.proxy.hostPort}`));
