@@ -18,6 +18,8 @@ export interface RemoteFlags {
   background?: boolean;
   backgroundDelay?: string;
   backgroundRate?: string;
+  mirror?: string[];
+  upstreamTimeout?: string;
 }
 
 export function addRemoteOptions(cmd: Command): Command {
@@ -29,7 +31,10 @@ export function addRemoteOptions(cmd: Command): Command {
     .option('--refill-unit <size>', 'cache refill unit, default 256K (a blob cached with another unit is fetched again)')
     .option('--no-background', 'do not download whole layers in the background after attach')
     .option('--background-delay <seconds>', 'start the background download this long after attach', '30')
-    .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M');
+    .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M')
+    .option('--mirror <registry=url>', 'read blobs of REGISTRY from this mirror first (a pull-through cache, a P2P proxy); repeat for more, tried in order, the registry last',
+      (v: string, prev: string[] = []) => [...prev, v])
+    .option('--upstream-timeout <ms>', 'a mirror or peer slower than this is skipped for the next one', '5000');
 }
 
 function nonNegative(flag: string, text: string, parse: (s: string) => number): number {
@@ -47,7 +52,11 @@ function positiveSize(flag: string, text: string, parse: (s: string) => number):
 export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImageOptions> {
   const { parsePlatform } = await import('../registry/manifests.ts');
   const { parseSize } = await import('../util/size.ts');
+  const { parseMirror } = await import('../image/remote/mirrors.ts');
+  const mirrors = (flags.mirror ?? []).map(parseMirror);
   return {
+    ...(mirrors.length > 0 ? { mirrors } : {}),
+    ...(flags.upstreamTimeout ? { upstreamTimeoutMs: positiveSize('--upstream-timeout', flags.upstreamTimeout, Number) } : {}),
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
     ...(flags.cacheSize ? { cacheCapacity: positiveSize('--cache-size', flags.cacheSize, parseSize) } : {}),
@@ -72,6 +81,8 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
     ...(flags.background === false ? ['--no-background'] : []),
     ...(flags.backgroundDelay ? ['--background-delay', flags.backgroundDelay] : []),
     ...(flags.backgroundRate ? ['--background-rate', flags.backgroundRate] : []),
+    ...(flags.mirror ?? []).flatMap((m) => ['--mirror', m]),
+    ...(flags.upstreamTimeout ? ['--upstream-timeout', flags.upstreamTimeout] : []),
   ];
 }
 

@@ -14,7 +14,11 @@ export const RW_MODES: readonly RwMode[] = ['overlayfs', 'dir', 'dev'];
 export interface Mirror {
   /** The registry as images name it: `docker.io`, `registry.example.com:5000`. */
   host: string;
-  /** Base URL serving that registry's content instead (`https://mirror.local`, `http://10.0.0.5:5000`). */
+  /**
+   * Base URL of a mirror of that registry (`https://mirror.local`, `http://10.0.0.5:5000`): a
+   * pull-through cache or P2P proxy. Blobs are read from the mirrors first, in the order listed,
+   * falling back to the registry itself when a mirror fails or is slower than upstreamTimeoutMs.
+   */
   endpoint: string;
 }
 
@@ -25,7 +29,7 @@ export interface SnapshotterConfig {
   logLevel: string;
   cache: { dir: string; size: number; refillUnit: number };
   background: { enable: boolean; delaySeconds: number; bytesPerSecond: number };
-  registry: { plainHttp: string[]; mirrors: Mirror[] };
+  registry: { plainHttp: string[]; mirrors: Mirror[]; upstreamTimeoutMs: number };
   /** Virtual size (GiB) of a writable disk with nothing below it (overlaybd's default 64). */
   defaultVsizeGB: number;
   /** Read-ahead (KiB) of attached devices; -1 leaves the kernel's default. */
@@ -42,7 +46,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Snapshotter
     logLevel: 'info',
     cache: { dir: resolveCacheDir(undefined, env), size: 4 * 2 ** 30, refillUnit: 256 * 2 ** 10 },
     background: { enable: true, delaySeconds: 30, bytesPerSecond: 32 * 2 ** 20 },
-    registry: { plainHttp: [], mirrors: [] },
+    registry: { plainHttp: [], mirrors: [], upstreamTimeoutMs: 5000 },
     defaultVsizeGB: 64,
     readAheadKB: -1,
   };
@@ -157,7 +161,11 @@ export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): Sna
   }
   const reg = r.table('registry');
   if (reg) {
-    reg.known(['plainHttp', 'mirrors']);
+    reg.known(['plainHttp', 'mirrors', 'upstreamTimeoutMs']);
+    reg.number('upstreamTimeoutMs', (v) => {
+      if (!(v > 0)) throw new ConfigError(`${file}: registry.upstreamTimeoutMs must be above zero`);
+      cfg.registry.upstreamTimeoutMs = v;
+    });
     reg.stringArray('plainHttp', (v) => { cfg.registry.plainHttp = v; });
     cfg.registry.mirrors = reg.array('mirrors').map((m, i) => {
       if (!isTable(m)) throw new ConfigError(`${file}: registry.mirrors[${i}] must be a table with host and endpoint`);
@@ -210,7 +218,7 @@ export function formatConfig(cfg: SnapshotterConfig): string {
     readAheadKB: cfg.readAheadKB,
     cache: { dir: cfg.cache.dir, size: cfg.cache.size, refillUnit: cfg.cache.refillUnit },
     background: { enable: cfg.background.enable, delaySeconds: cfg.background.delaySeconds, rate: cfg.background.bytesPerSecond },
-    registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })) },
+    registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })), upstreamTimeoutMs: cfg.registry.upstreamTimeoutMs },
   };
   return stringify(doc) + '\n';
 }
