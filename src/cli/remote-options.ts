@@ -20,6 +20,7 @@ export interface RemoteFlags {
   backgroundRate?: string;
   mirror?: string[];
   upstreamTimeout?: string;
+  p2pConfig?: string;
 }
 
 export function addRemoteOptions(cmd: Command): Command {
@@ -34,7 +35,8 @@ export function addRemoteOptions(cmd: Command): Command {
     .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M')
     .option('--mirror <registry=url>', 'read blobs of REGISTRY from this mirror first (a pull-through cache, a P2P proxy); repeat for more, tried in order, the registry last',
       (v: string, prev: string[] = []) => [...prev, v])
-    .option('--upstream-timeout <ms>', 'a mirror or peer slower than this is skipped for the next one', '5000');
+    .option('--upstream-timeout <ms>', 'a mirror or peer slower than this is skipped for the next one', '5000')
+    .option('--p2p-config <file>', 'run a P2P agent (TOML with a [p2p] table: self, root, peers or peersFile, fanout, tokenFile) and read blobs through the tree first');
 }
 
 function nonNegative(flag: string, text: string, parse: (s: string) => number): number {
@@ -83,7 +85,25 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
     ...(flags.backgroundRate ? ['--background-rate', flags.backgroundRate] : []),
     ...(flags.mirror ?? []).flatMap((m) => ['--mirror', m]),
     ...(flags.upstreamTimeout ? ['--upstream-timeout', flags.upstreamTimeout] : []),
+    ...(flags.p2pConfig ? ['--p2p-config', resolve(flags.p2pConfig)] : []),
   ];
+}
+
+/**
+ * With --p2p-config, starts the host's P2P agent and returns the options that make the image use
+ * its cache, client and tree route; `close` stops it after the image is closed.
+ */
+export async function withP2P(flags: RemoteFlags, opts: RemoteImageOptions): Promise<{ opts: RemoteImageOptions; close: () => Promise<void> }> {
+  if (!flags.p2pConfig) return { opts, close: async () => {} };
+  const { loadP2PConfig } = await import('../p2p/config.ts');
+  const { startP2PHost } = await import('../p2p/host.ts');
+  const host = await startP2PHost(await loadP2PConfig(resolve(flags.p2pConfig)), {
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+    ...(opts.cacheCapacity ? { cacheCapacity: opts.cacheCapacity } : {}),
+    ...(opts.refillUnit ? { refillUnit: opts.refillUnit } : {}),
+    client: { ...(opts.insecure ? { insecure: true } : {}), ...(opts.platform ? { platform: opts.platform } : {}) },
+  });
+  return { opts: { ...opts, cache: host.cache, client: host.client, routes: [host.agent.route] }, close: () => host.close() };
 }
 
 export { pickRemoteImage } from '../image/remote/reference.ts';

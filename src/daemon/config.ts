@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'smol-toml';
 import { resolveCacheDir } from '../io/cache.ts';
+import { p2pConfigFromTable, type P2PConfig } from '../p2p/config.ts';
 import { parseSize } from '../util/size.ts';
 
 export type RwMode = 'overlayfs' | 'dir' | 'dev';
@@ -34,6 +35,8 @@ export interface SnapshotterConfig {
   defaultVsizeGB: number;
   /** Read-ahead (KiB) of attached devices; -1 leaves the kernel's default. */
   readAheadKB: number;
+  /** The P2P agent (the `[p2p]` table, see p2p/config.ts); absent: no agent. */
+  p2p?: P2PConfig;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/dadi/snapshotter.toml';
@@ -124,7 +127,7 @@ class Reader {
 /** Applies a parsed TOML document onto `cfg`. */
 export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): SnapshotterConfig {
   const r = new Reader(file, '', doc);
-  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry']);
+  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry', 'p2p']);
   r.string('root', (v) => { cfg.root = v; });
   r.string('address', (v) => { cfg.address = v; });
   r.string('rwMode', (v) => {
@@ -204,7 +207,16 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   } catch (err) {
     throw new ConfigError(`${path}: not valid TOML: ${(err as Error).message}`);
   }
-  return applyToml(cfg, doc, path);
+  applyToml(cfg, doc, path);
+  if (doc.p2p !== undefined) {
+    if (!isTable(doc.p2p)) throw new ConfigError(`${path}: p2p must be a table`);
+    try {
+      cfg.p2p = await p2pConfigFromTable(doc.p2p, path);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+  }
+  return cfg;
 }
 
 /** The config as TOML, sizes in bytes (what --print-config shows). */
@@ -219,6 +231,8 @@ export function formatConfig(cfg: SnapshotterConfig): string {
     cache: { dir: cfg.cache.dir, size: cfg.cache.size, refillUnit: cfg.cache.refillUnit },
     background: { enable: cfg.background.enable, delaySeconds: cfg.background.delaySeconds, rate: cfg.background.bytesPerSecond },
     registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })), upstreamTimeoutMs: cfg.registry.upstreamTimeoutMs },
+    ...(cfg.p2p ? { p2p: { self: cfg.p2p.self, listen: cfg.p2p.listen, root: cfg.p2p.root, peers: cfg.p2p.members, fanout: cfg.p2p.fanout,
+      timeoutMs: cfg.p2p.timeoutMs } } : {}), // the peer token is a secret: never printed
   };
   return stringify(doc) + '\n';
 }

@@ -14,6 +14,7 @@ import { log } from '../util/log.ts';
 import type { BlobRoute, BlobRoutes } from '../image/chain/upstreams.ts';
 import { mirrorRoutes } from '../image/remote/mirrors.ts';
 import { UpstreamHealth } from '../io/upstream-health.ts';
+import { P2PAgent } from '../p2p/agent.ts';
 import type { SnapshotterConfig } from './config.ts';
 import { addSnapshotsService } from './snapshotter/service.ts';
 import { Snapshotter } from './snapshotter/snapshotter.ts';
@@ -50,7 +51,8 @@ export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningS
   const started = performance.now();
   const client = new RegistryClient({ endpoints: registryEndpoints(cfg) });
   const cache = await BlobCache.open({ dir: cfg.cache.dir, capacityBytes: cfg.cache.size, refillUnit: cfg.cache.refillUnit });
-  const routes = blobRoutes(cfg, []);
+  const agent = cfg.p2p ? await P2PAgent.start(cfg.p2p, { cache, client }) : undefined;
+  const routes = blobRoutes(cfg, agent ? [agent.route] : []);
   const snapshotter = await Snapshotter.open(cfg, {
     client, cache, ...(routes.routes ? { routes: routes.routes } : {}),
     background: { enable: cfg.background.enable, delayMs: cfg.background.delaySeconds * 1000, bytesPerSecond: cfg.background.bytesPerSecond },
@@ -72,6 +74,7 @@ export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningS
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await snapshotter.close();
+        await agent?.close();
         await cache.close();
         await routes.close();
         await client.close();
