@@ -11,8 +11,13 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { createHash } from 'node:crypto';
+import type { TestContext } from 'node:test';
+import { openLocalImage } from '../../src/image/local.ts';
 import { BlobTree } from '../../src/p2p/topology.ts';
-import { repoRoot } from '../helpers/env.ts';
+import { repoRoot, tempDir } from '../helpers/env.ts';
+import { startDockerRegistry } from '../helpers/registry.ts';
+import { buildObdImage, generateLayer, pushObdImage } from '../image/remote/fixture.ts';
 
 export interface ClusterImage {
   /** docker-registry storage holding the pushed image (the `data` dir of a stopped registry). */
@@ -35,9 +40,15 @@ export interface ClusterOptions {
   image: ClusterImage;
   workDir: string;
   token?: string;
+  /** Per-peer timeout of the agents (default 3000 ms). */
+  peerTimeoutMs?: number;
 }
 
-export interface HostResult { host: string; sha256?: string; seconds?: number; served?: number; error?: string; killed?: boolean }
+export interface HostResult {
+  host: string; sha256?: string; seconds?: number; served?: number; error?: string; killed?: boolean;
+  /** Warnings the host logged (peers skipped, fallbacks), the first few of them. */
+  warnings?: string[];
+}
 
 export interface ClusterRun {
   hosts: HostResult[];
@@ -194,8 +205,11 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
     // One host alone, straight from the registry: what one copy of the trace costs.
     const base = new Proc(baseline.ns, hostArgs('base'));
     procs.push(base);
-    const b0 = await result(base);
-    if (b0.error) throw new Error(`baseline host: ${b0.error}`);
+    for (let step = 0; step < 2; step++) {
+      const b0 = await result(base);
+      if (b0.error) throw new Error(`baseline host: ${b0.error}`);
+      if (step === 0) base.send('attach');
+    }
     base.send('go');
     const b1 = await result(base);
     if (b1.error) throw new Error(`baseline host: ${b1.error}`);
@@ -218,15 +232,18 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
       if (o.mode === 'p2p') {
         cfg = join(o.workDir, `${h.name}.toml`);
         await writeFile(cfg, ['[p2p]', `self = "${h.addr}:${PORT}"`, `root = "${root.addr}:${PORT}"`, `peers = [${members.map((m) => `"${m}"`).join(', ')}]`,
-          `fanout = ${o.fanout ?? 2}`, `tokenFile = "${join(o.workDir, 'token')}"`, 'timeoutMs = 3000', ''].join('\n'));
+          `fanout = ${o.fanout ?? 2}`, `tokenFile = "${join(o.workDir, 'token')}"`, `timeoutMs = ${o.peerTimeoutMs ?? 3000}`, ''].join('\n'));
       }
       const p = new Proc(h.ns, hostArgs(h.name, cfg));
       procs.push(p);
       return p;
     }));
-    for (const [i, p] of hostProcs.entries()) {
-      const a = await result(p);
-      if (a.error) throw new Error(`host h${i} did not attach: ${a.error}`);
+    for (const step of ['start its agent', 'attach']) {
+      for (const [i, p] of hostProcs.entries()) {
+        const a = await result(p);
+        if (a.error) throw new Error(`host h${i} did not ${step}: ${a.error}`);
+      }
+      if (step !== 'attach') for (const p of hostProcs) p.send('attach');
     }
 
     let killed: string | undefined;
@@ -242,7 +259,8 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
     if (victim) setTimeout(() => victim.kill(), o.killMidTreeAfterMs);
     const results: HostResult[] = await Promise.all(hostProcs.map(async (p, i) => {
       const r = await result(p);
-      return { ...r, host: hosts[i]!.name, ...(p === victim ? { killed: true } : {}) };
+      const warnings = p.stderr.split('\n').filter((l) => l.includes('"level":40')).slice(0, 5).map((l) => l.slice(0, 400));
+      return { ...r, host: hosts[i]!.name, warnings, ...(p === victim ? { killed: true } : {}) };
     }));
     const seconds = (performance.now() - t0) / 1000;
     let unauthenticatedStatus: number | undefined;
@@ -260,4 +278,33 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
     await new Promise((r) => setTimeout(r, 200));
     net.close();
   }
+}
+
+const CHUNK = 256 << 10;
+
+/**
+ * The image every host reads: a layer of `chunks` incompressible 256 KiB chunks scattered over a
+ * 1 GiB disk under a layer of a quarter as many, pushed to a docker-registry whose storage the
+ * cluster's registry then serves; the trace is every chunk; `expected` is the sha256 of the
+ * trace read from the local layer files.
+ */
+export async function clusterImage(t: TestContext, chunks: number): Promise<{ image: ClusterImage; expected: string }> {
+  const dir = await tempDir(t);
+  const l1 = await generateLayer(dir, { chunks, chunkSize: CHUNK, virtualSize: 1 << 30, seed: 1, incompressible: true });
+  const l2 = await generateLayer(dir, { chunks: Math.ceil(chunks / 4), chunkSize: CHUNK, virtualSize: 1 << 30, seed: 7, incompressible: true });
+  const img = await buildObdImage([l1.path, l2.path]);
+  const reg = await startDockerRegistry(t);
+  await pushObdImage(reg.hostPort, 'p2p/app', 'v1', img);
+  await reg.stop();
+  const ranges: Array<[number, number]> = [...l1.offsets, ...l2.offsets].map((o) => [o, CHUNK]);
+  const disk = await openLocalImage([l1.path, l2.path]);
+  const hash = createHash('sha256');
+  for (const [o, n] of ranges) {
+    const b = Buffer.alloc(n);
+    await disk.read(b, o);
+    hash.update(b);
+  }
+  await disk.close();
+  const blobs = [...img.layers].sort((a, b) => b.size - a.size).map((l) => l.digest);
+  return { image: { storage: join(reg.root, 'data'), repoTag: 'p2p/app:v1', blobs, ranges }, expected: hash.digest('hex') };
 }

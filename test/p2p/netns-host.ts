@@ -1,7 +1,7 @@
 /**
  * One host of the multi-host test (run inside its network namespace): attaches the image (with
  * its P2P agent when given a [p2p] config, else straight from the registry), prints
- * `{"attached":…}`, waits for a line on stdin, reads the trace (disk ranges) with a few reads in
+ * `{"agent":…}` once its agent listens, waits for a line, attaches, prints `{"attached":…}`, waits for a line on stdin, reads the trace (disk ranges) with a few reads in
  * flight, and prints `{"sha256":…, "seconds":…}` over the bytes read in trace order. It then
  * keeps serving its children until stdin closes.
  *
@@ -20,6 +20,9 @@ const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 let host: P2PHost | undefined;
 try {
   host = args.p2pConfig ? await startP2PHost(await loadP2PConfig(args.p2pConfig), { cacheDir: args.cacheDir, client: { insecure: true } }) : undefined;
+  // Every agent listens before any host attaches (attach already reads through the tree).
+  process.stdout.write(`${JSON.stringify({ agent: Boolean(host) })}\n`);
+  await lines.next();
   const image = await openRemoteImage(args.ref, {
     insecure: true, cacheDir: args.cacheDir, background: { enable: false }, logStatsOnClose: false, statsIntervalMs: 0,
     ...(host ? { cache: host.cache, client: host.client, routes: [host.agent.route] } : {}),

@@ -8,36 +8,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { openLocalImage } from '../../src/image/local.ts';
 import { requireSystem, tempDir } from '../helpers/env.ts';
-import { startDockerRegistry } from '../helpers/registry.ts';
-import { buildObdImage, generateLayer, pushObdImage } from '../image/remote/fixture.ts';
-import { runCluster, type ClusterImage } from './netns-cluster.ts';
-
-const CHUNK = 256 << 10;
-
-export async function clusterImage(t: Parameters<typeof tempDir>[0], chunks: number): Promise<{ image: ClusterImage; expected: string }> {
-  const dir = await tempDir(t);
-  const l1 = await generateLayer(dir, { chunks, chunkSize: CHUNK, virtualSize: 1 << 30, seed: 1, incompressible: true });
-  const l2 = await generateLayer(dir, { chunks: Math.ceil(chunks / 4), chunkSize: CHUNK, virtualSize: 1 << 30, seed: 7, incompressible: true });
-  const img = await buildObdImage([l1.path, l2.path]);
-  const reg = await startDockerRegistry(t);
-  await pushObdImage(reg.hostPort, 'p2p/app', 'v1', img);
-  await reg.stop();
-  const ranges: Array<[number, number]> = [...l1.offsets, ...l2.offsets].map((o) => [o, CHUNK]);
-  const disk = await openLocalImage([l1.path, l2.path]);
-  const hash = createHash('sha256');
-  for (const [o, n] of ranges) {
-    const b = Buffer.alloc(n);
-    await disk.read(b, o);
-    hash.update(b);
-  }
-  await disk.close();
-  const blobs = [...img.layers].sort((a, b) => b.size - a.size).map((l) => l.digest);
-  return { image: { storage: join(reg.root, 'data'), repoTag: 'p2p/app:v1', blobs, ranges }, expected: hash.digest('hex') };
-}
+import { clusterImage, runCluster } from './netns-cluster.ts';
 
 test('eight hosts in network namespaces read one image at once through the P2P tree; the registry serves one copy; a killed mid-tree host fails no read', {
   timeout: 600_000,
