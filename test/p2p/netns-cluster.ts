@@ -42,6 +42,8 @@ export interface ClusterOptions {
   token?: string;
   /** Per-peer timeout of the agents (default 3000 ms). */
   peerTimeoutMs?: number;
+  /** tbf queue limit as latency (default 20 ms, as netem.sh). */
+  queueMs?: number;
 }
 
 export interface HostResult {
@@ -59,6 +61,8 @@ export interface ClusterRun {
   /** Blob bytes the registry sent to the one host that read the trace alone first, by digest. */
   oneCopy: Map<string, number>;
   killed: string | undefined;
+  /** Seconds the one host alone took to read the trace from the registry (the link to itself). */
+  aloneSeconds: number;
   /** HTTP status a request without the peer token got from a host (p2p mode). */
   unauthenticatedStatus: number | undefined;
 }
@@ -84,7 +88,7 @@ class Network {
   readonly namespaces: string[] = [];
   private readonly sw: string;
 
-  constructor(private readonly rate: string) {
+  constructor(private readonly rate: string, private readonly queueMs = 20) {
     this.sw = `dp2p${this.tag}sw`;
   }
 
@@ -111,7 +115,7 @@ class Network {
     ip(['-n', this.sw, 'link', 'set', b, 'up']);
     const burst = String(tbfBurst(this.rate));
     for (const [n, dev] of [[ns, a], [this.sw, b]] as const) {
-      const r = spawnSync('ip', ['netns', 'exec', n, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', this.rate, 'burst', burst, 'latency', '20ms'], { encoding: 'utf8' });
+      const r = spawnSync('ip', ['netns', 'exec', n, 'tc', 'qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', this.rate, 'burst', burst, 'latency', `${this.queueMs}ms`], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`tc on ${dev}: ${r.stderr.trim()}`);
     }
     return { ns, addr };
@@ -169,7 +173,7 @@ async function waitHttp(ns: string, url: string): Promise<void> {
 
 /** Runs the cluster once and tears it down. */
 export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
-  const net = new Network(o.rate);
+  const net = new Network(o.rate, o.queueMs);
   const procs: Proc[] = [];
   try {
     net.up();
@@ -213,6 +217,7 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
     base.send('go');
     const b1 = await result(base);
     if (b1.error) throw new Error(`baseline host: ${b1.error}`);
+    const aloneSeconds = b1.seconds!;
     base.send('stop');
     const oneCopy = new Map(registryBytes);
     registryBytes.clear();
@@ -272,7 +277,7 @@ export async function runCluster(o: ClusterOptions): Promise<ClusterRun> {
       unauthenticatedStatus = Number(r.stdout);
     }
     for (const p of hostProcs) p.send('stop');
-    return { hosts: results, seconds, registryBytes, oneCopy, killed, unauthenticatedStatus };
+    return { hosts: results, seconds, registryBytes, oneCopy, killed, unauthenticatedStatus, aloneSeconds };
   } finally {
     for (const p of procs) p.kill();
     await new Promise((r) => setTimeout(r, 200));
