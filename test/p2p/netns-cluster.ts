@@ -47,7 +47,9 @@ export interface ClusterOptions {
 }
 
 export interface HostResult {
-  host: string; sha256?: string; seconds?: number; served?: number; error?: string; killed?: boolean;
+  host: string; sha256?: string; seconds?: number; served?: number;
+  /** CPU seconds the host process used while reading the trace (and serving meanwhile). */
+  cpuSeconds?: number; error?: string; killed?: boolean;
   /** Warnings the host logged (peers skipped, fallbacks), the first few of them. */
   warnings?: string[];
 }

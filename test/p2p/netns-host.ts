@@ -30,15 +30,18 @@ try {
   process.stdout.write(`${JSON.stringify({ attached: true, attachBytes: image.info.attach.bytes })}\n`);
   await lines.next();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const bufs = args.ranges.map(([, len]) => Buffer.alloc(len));
   let next = 0;
   await Promise.all(Array.from({ length: args.parallel ?? 4 }, async () => {
     for (let i = next++; i < args.ranges.length; i = next++) await image.disk.read(bufs[i]!, args.ranges[i]![0]);
   }));
   const seconds = (performance.now() - t0) / 1000;
+  const used = process.cpuUsage(cpu0);
+  const cpuSeconds = (used.user + used.system) / 1e6;
   const hash = createHash('sha256');
   for (const b of bufs) hash.update(b);
-  process.stdout.write(`${JSON.stringify({ sha256: hash.digest('hex'), seconds, served: host?.agent.stats?.bytes ?? 0 })}\n`);
+  process.stdout.write(`${JSON.stringify({ sha256: hash.digest('hex'), seconds, cpuSeconds, served: host?.agent.stats?.bytes ?? 0 })}\n`);
   await lines.next(); // serve children until told to stop
   await image.close();
   await host?.close();
