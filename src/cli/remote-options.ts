@@ -18,6 +18,9 @@ export interface RemoteFlags {
   background?: boolean;
   backgroundDelay?: string;
   backgroundRate?: string;
+  mirror?: string[];
+  upstreamTimeout?: string;
+  p2pConfig?: string;
 }
 
 export function addRemoteOptions(cmd: Command): Command {
@@ -29,7 +32,11 @@ export function addRemoteOptions(cmd: Command): Command {
     .option('--refill-unit <size>', 'cache refill unit, default 256K (a blob cached with another unit is fetched again)')
     .option('--no-background', 'do not download whole layers in the background after attach')
     .option('--background-delay <seconds>', 'start the background download this long after attach', '30')
-    .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M');
+    .option('--background-rate <size>', 'background download bandwidth per second for the image (0: unlimited)', '32M')
+    .option('--mirror <registry=url>', 'read blobs of REGISTRY from this mirror first (a pull-through cache, a P2P proxy); repeat for more, tried in order, the registry last',
+      (v: string, prev: string[] = []) => [...prev, v])
+    .option('--upstream-timeout <ms>', 'a mirror or peer slower than this is skipped for the next one', '5000')
+    .option('--p2p-config <file>', 'run a P2P agent (TOML with a [p2p] table: self, root, peers or peersFile, fanout, tokenFile) and read blobs through the tree first');
 }
 
 function nonNegative(flag: string, text: string, parse: (s: string) => number): number {
@@ -47,7 +54,11 @@ function positiveSize(flag: string, text: string, parse: (s: string) => number):
 export async function remoteImageOptions(flags: RemoteFlags): Promise<RemoteImageOptions> {
   const { parsePlatform } = await import('../registry/manifests.ts');
   const { parseSize } = await import('../util/size.ts');
+  const { parseMirror } = await import('../image/remote/mirrors.ts');
+  const mirrors = (flags.mirror ?? []).map(parseMirror);
   return {
+    ...(mirrors.length > 0 ? { mirrors } : {}),
+    ...(flags.upstreamTimeout ? { upstreamTimeoutMs: positiveSize('--upstream-timeout', flags.upstreamTimeout, Number) } : {}),
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.cacheDir ? { cacheDir: resolve(flags.cacheDir) } : {}),
     ...(flags.cacheSize ? { cacheCapacity: positiveSize('--cache-size', flags.cacheSize, parseSize) } : {}),
@@ -72,7 +83,27 @@ export function remoteFlagArgs(flags: RemoteFlags): string[] {
     ...(flags.background === false ? ['--no-background'] : []),
     ...(flags.backgroundDelay ? ['--background-delay', flags.backgroundDelay] : []),
     ...(flags.backgroundRate ? ['--background-rate', flags.backgroundRate] : []),
+    ...(flags.mirror ?? []).flatMap((m) => ['--mirror', m]),
+    ...(flags.upstreamTimeout ? ['--upstream-timeout', flags.upstreamTimeout] : []),
+    ...(flags.p2pConfig ? ['--p2p-config', resolve(flags.p2pConfig)] : []),
   ];
+}
+
+/**
+ * With --p2p-config, starts the host's P2P agent and returns the options that make the image use
+ * its cache, client and tree route; `close` stops it after the image is closed.
+ */
+export async function withP2P(flags: RemoteFlags, opts: RemoteImageOptions): Promise<{ opts: RemoteImageOptions; close: () => Promise<void> }> {
+  if (!flags.p2pConfig) return { opts, close: async () => {} };
+  const { loadP2PConfig } = await import('../p2p/config.ts');
+  const { startP2PHost } = await import('../p2p/host.ts');
+  const host = await startP2PHost(await loadP2PConfig(resolve(flags.p2pConfig)), {
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+    ...(opts.cacheCapacity ? { cacheCapacity: opts.cacheCapacity } : {}),
+    ...(opts.refillUnit ? { refillUnit: opts.refillUnit } : {}),
+    client: { ...(opts.insecure ? { insecure: true } : {}), ...(opts.platform ? { platform: opts.platform } : {}) },
+  });
+  return { opts: { ...opts, cache: host.cache, client: host.client, routes: [host.agent.route] }, close: () => host.close() };
 }
 
 export { pickRemoteImage } from '../image/remote/reference.ts';

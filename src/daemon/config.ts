@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse, stringify } from 'smol-toml';
 import { resolveCacheDir } from '../io/cache.ts';
+import { p2pConfigFromTable, type P2PConfig } from '../p2p/config.ts';
 import { parseSize } from '../util/size.ts';
 
 export type RwMode = 'overlayfs' | 'dir' | 'dev';
@@ -14,7 +15,11 @@ export const RW_MODES: readonly RwMode[] = ['overlayfs', 'dir', 'dev'];
 export interface Mirror {
   /** The registry as images name it: `docker.io`, `registry.example.com:5000`. */
   host: string;
-  /** Base URL serving that registry's content instead (`https://mirror.local`, `http://10.0.0.5:5000`). */
+  /**
+   * Base URL of a mirror of that registry (`https://mirror.local`, `http://10.0.0.5:5000`): a
+   * pull-through cache or P2P proxy. Blobs are read from the mirrors first, in the order listed,
+   * falling back to the registry itself when a mirror fails or is slower than upstreamTimeoutMs.
+   */
   endpoint: string;
 }
 
@@ -25,11 +30,13 @@ export interface SnapshotterConfig {
   logLevel: string;
   cache: { dir: string; size: number; refillUnit: number };
   background: { enable: boolean; delaySeconds: number; bytesPerSecond: number };
-  registry: { plainHttp: string[]; mirrors: Mirror[] };
+  registry: { plainHttp: string[]; mirrors: Mirror[]; upstreamTimeoutMs: number };
   /** Virtual size (GiB) of a writable disk with nothing below it (overlaybd's default 64). */
   defaultVsizeGB: number;
   /** Read-ahead (KiB) of attached devices; -1 leaves the kernel's default. */
   readAheadKB: number;
+  /** The P2P agent (the `[p2p]` table, see p2p/config.ts); absent: no agent. */
+  p2p?: P2PConfig;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/dadi/snapshotter.toml';
@@ -42,7 +49,7 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Snapshotter
     logLevel: 'info',
     cache: { dir: resolveCacheDir(undefined, env), size: 4 * 2 ** 30, refillUnit: 256 * 2 ** 10 },
     background: { enable: true, delaySeconds: 30, bytesPerSecond: 32 * 2 ** 20 },
-    registry: { plainHttp: [], mirrors: [] },
+    registry: { plainHttp: [], mirrors: [], upstreamTimeoutMs: 5000 },
     defaultVsizeGB: 64,
     readAheadKB: -1,
   };
@@ -120,7 +127,7 @@ class Reader {
 /** Applies a parsed TOML document onto `cfg`. */
 export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): SnapshotterConfig {
   const r = new Reader(file, '', doc);
-  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry']);
+  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry', 'p2p']);
   r.string('root', (v) => { cfg.root = v; });
   r.string('address', (v) => { cfg.address = v; });
   r.string('rwMode', (v) => {
@@ -157,7 +164,11 @@ export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): Sna
   }
   const reg = r.table('registry');
   if (reg) {
-    reg.known(['plainHttp', 'mirrors']);
+    reg.known(['plainHttp', 'mirrors', 'upstreamTimeoutMs']);
+    reg.number('upstreamTimeoutMs', (v) => {
+      if (!(v > 0)) throw new ConfigError(`${file}: registry.upstreamTimeoutMs must be above zero`);
+      cfg.registry.upstreamTimeoutMs = v;
+    });
     reg.stringArray('plainHttp', (v) => { cfg.registry.plainHttp = v; });
     cfg.registry.mirrors = reg.array('mirrors').map((m, i) => {
       if (!isTable(m)) throw new ConfigError(`${file}: registry.mirrors[${i}] must be a table with host and endpoint`);
@@ -196,7 +207,16 @@ export async function loadConfig(file: string | undefined, env: NodeJS.ProcessEn
   } catch (err) {
     throw new ConfigError(`${path}: not valid TOML: ${(err as Error).message}`);
   }
-  return applyToml(cfg, doc, path);
+  applyToml(cfg, doc, path);
+  if (doc.p2p !== undefined) {
+    if (!isTable(doc.p2p)) throw new ConfigError(`${path}: p2p must be a table`);
+    try {
+      cfg.p2p = await p2pConfigFromTable(doc.p2p, path);
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+  }
+  return cfg;
 }
 
 /** The config as TOML, sizes in bytes (what --print-config shows). */
@@ -210,7 +230,9 @@ export function formatConfig(cfg: SnapshotterConfig): string {
     readAheadKB: cfg.readAheadKB,
     cache: { dir: cfg.cache.dir, size: cfg.cache.size, refillUnit: cfg.cache.refillUnit },
     background: { enable: cfg.background.enable, delaySeconds: cfg.background.delaySeconds, rate: cfg.background.bytesPerSecond },
-    registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })) },
+    registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })), upstreamTimeoutMs: cfg.registry.upstreamTimeoutMs },
+    ...(cfg.p2p ? { p2p: { self: cfg.p2p.self, listen: cfg.p2p.listen, root: cfg.p2p.root, peers: cfg.p2p.members, fanout: cfg.p2p.fanout,
+      timeoutMs: cfg.p2p.timeoutMs } } : {}), // the peer token is a secret: never printed
   };
   return stringify(doc) + '\n';
 }

@@ -11,6 +11,10 @@ import { BlobCache } from '../io/cache.ts';
 import { removeStaleSocket } from '../nbd/server.ts';
 import { RegistryClient } from '../registry/client.ts';
 import { log } from '../util/log.ts';
+import type { BlobRoute, BlobRoutes } from '../image/chain/upstreams.ts';
+import { mirrorRoutes } from '../image/remote/mirrors.ts';
+import { UpstreamHealth } from '../io/upstream-health.ts';
+import { P2PAgent } from '../p2p/agent.ts';
 import type { SnapshotterConfig } from './config.ts';
 import { addSnapshotsService } from './snapshotter/service.ts';
 import { Snapshotter } from './snapshotter/snapshotter.ts';
@@ -21,19 +25,36 @@ export interface RunningSnapshotter {
   stop(): Promise<void>;
 }
 
+/** Plain-HTTP registries. Mirrors are not endpoints: they are blob routes with the registry as fallback. */
 export function registryEndpoints(cfg: SnapshotterConfig): Record<string, string> {
   const endpoints: Record<string, string> = {};
   for (const host of cfg.registry.plainHttp) endpoints[host] = `http://${host === 'docker.io' ? 'registry-1.docker.io' : host}`;
-  for (const m of cfg.registry.mirrors) endpoints[m.host] = m.endpoint;
   return endpoints;
+}
+
+/** The mirrors (and, with a P2P agent, its parent route first) tried before the registry. */
+function blobRoutes(cfg: SnapshotterConfig, before: readonly BlobRoute[]): { routes: BlobRoutes | undefined; close: () => Promise<void> } {
+  const mirrors = mirrorRoutes(cfg.registry.mirrors, { timeoutMs: cfg.registry.upstreamTimeoutMs });
+  const all = [...before, ...mirrors];
+  const close = async (): Promise<void> => { await Promise.all(mirrors.map((m) => m.close())); };
+  if (all.length === 0) return { routes: undefined, close };
+  return {
+    routes: {
+      routes: all, health: new UpstreamHealth(), timeoutMs: cfg.registry.upstreamTimeoutMs,
+      onFallback: (e) => log.warn(e, 'upstream failed, reading from the next one'),
+    },
+    close,
+  };
 }
 
 export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningSnapshotter> {
   const started = performance.now();
   const client = new RegistryClient({ endpoints: registryEndpoints(cfg) });
   const cache = await BlobCache.open({ dir: cfg.cache.dir, capacityBytes: cfg.cache.size, refillUnit: cfg.cache.refillUnit });
+  const agent = cfg.p2p ? await P2PAgent.start(cfg.p2p, { cache, client }) : undefined;
+  const routes = blobRoutes(cfg, agent ? [agent.route] : []);
   const snapshotter = await Snapshotter.open(cfg, {
-    client, cache,
+    client, cache, ...(routes.routes ? { routes: routes.routes } : {}),
     background: { enable: cfg.background.enable, delayMs: cfg.background.delaySeconds * 1000, bytesPerSecond: cfg.background.bytesPerSecond },
     ...(cfg.readAheadKB >= 0 ? { readAheadKB: cfg.readAheadKB } : {}),
   });
@@ -53,7 +74,9 @@ export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningS
       stopping ??= (async () => {
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await snapshotter.close();
+        await agent?.close();
         await cache.close();
+        await routes.close();
         await client.close();
         await rm(cfg.address, { force: true });
         log.info('dadi snapshotter stopped');

@@ -20,7 +20,9 @@ import { log } from '../util/log.ts';
 import { layerChainConfig, type ExtraFilters } from './chain/config.ts';
 import { openImageChain, type UpperSpec } from './chain/image.ts';
 import type { ChainLayer } from './chain/layer.ts';
-import { fileUpstream, registryUpstream } from './chain/upstreams.ts';
+import { fileUpstream, registryUpstream, type BlobRoute, type BlobRoutes } from './chain/upstreams.ts';
+import { UpstreamHealth } from '../io/upstream-health.ts';
+import { mirrorRoutes, type MirrorSpec } from './remote/mirrors.ts';
 import { isOciLayoutRef, OciLayout, parseOciLayoutRef } from './oci-layout.ts';
 import { BackgroundFill, type BackgroundOptions } from './remote/background.ts';
 import { layerInfo, type RemoteImageInfo, type RemoteLayerInfo } from './remote/info.ts';
@@ -57,6 +59,12 @@ export interface RemoteImageOptions {
   logStatsOnClose?: boolean;
   /** More stages in every layer's chain (see chain/config.ts). */
   filters?: ExtraFilters;
+  /** Registry mirrors tried, in order, before the origin for blob reads. */
+  mirrors?: readonly MirrorSpec[];
+  /** Routes tried before the mirrors (a P2P agent's parent). */
+  routes?: readonly BlobRoute[];
+  /** Per-upstream timeout (ms) of routes and mirrors before the next is tried (default 5000). */
+  upstreamTimeoutMs?: number;
 }
 
 export interface RemoteImage {
@@ -119,11 +127,12 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
   }), 'block cache');
   const metadata = { bytes: client.stats.bytes - before.bytes, requests: client.stats.requests - before.requests };
 
+  const routes = blobRoutes(opts, owner);
   const infos: RemoteLayerInfo[] = new Array(diskLayers.length);
   const chain = await openImageChain({
     lowers: diskLayers.map((r) => {
       const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
-      return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob) } };
+      return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob, routes) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
     config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}) }),
@@ -154,6 +163,23 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
     cacheDir: opts.cache ? '(shared)' : cacheDir, refillUnit: cache.refillUnit,
   };
   return finish({ info, client, cache }, chain.disk, chain.layers, opts, started, owner);
+}
+
+/** The routes before the origin (P2P, then mirrors), sharing one health record; none: undefined. */
+function blobRoutes(opts: RemoteImageOptions, owner: Owner): BlobRoutes | undefined {
+  const mirrors = mirrorRoutes(opts.mirrors ?? [], {
+    ...opts.clientOptions, timeoutMs: opts.upstreamTimeoutMs ?? 5000,
+    ...(opts.insecure ? { insecure: true } : {}),
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+  });
+  for (const m of mirrors) owner.adopt(m, m.name);
+  const routes = [...(opts.routes ?? []), ...mirrors];
+  if (routes.length === 0) return undefined;
+  return {
+    routes, health: new UpstreamHealth(),
+    ...(opts.upstreamTimeoutMs !== undefined ? { timeoutMs: opts.upstreamTimeoutMs } : {}),
+    onFallback: (e) => log.warn(e, 'upstream failed, reading from the next one'),
+  };
 }
 
 async function openLayoutImage(ref: string, opts: RemoteImageOptions, started: number, owner: Owner): Promise<RemoteImage> {

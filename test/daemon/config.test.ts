@@ -31,7 +31,7 @@ test('flags override the config file, which overrides the defaults', async (t) =
   assert.equal(cfg.rwMode, 'dir');
   assert.equal(cfg.cache.size, 2 ** 30);
   assert.equal(cfg.cache.refillUnit, 64 << 10);
-  assert.deepEqual(cfg.registry, { plainHttp: ['reg.local:5000'], mirrors: [{ host: 'docker.io', endpoint: 'https://mirror.example.com' }] });
+  assert.deepEqual(cfg.registry, { plainHttp: ['reg.local:5000'], mirrors: [{ host: 'docker.io', endpoint: 'https://mirror.example.com' }], upstreamTimeoutMs: 5000 });
   const r = await runDadi(['snapshotter', '--config', file, '--root', '/from/flag', '--rw-mode', 'dev', '--print-config']);
   assert.equal(r.code, 0, r.stderr);
   const printed = parse(r.stdout.toString()) as Record<string, unknown>;

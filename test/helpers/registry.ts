@@ -56,7 +56,11 @@ Promise<TestRegistry & { server: RegistryServer }> {
  * (RS256 JWTs signed with a throwaway key whose self-signed certificate is the trusted root;
  * needs `openssl`). The token server grants every scope asked for to the given user.
  */
-export async function startDockerRegistry(t: TestContext, opts: { tokenAuth?: { username: string; password: string } } = {}):
+export async function startDockerRegistry(t: TestContext, opts: {
+  tokenAuth?: { username: string; password: string };
+  /** Run as a pull-through cache of this registry URL (`proxy.remoteurl`). */
+  proxyRemoteUrl?: string;
+} = {}):
 Promise<TestRegistry & { tokensIssued: () => number }> {
   const root = await tempDir(t, 'dadi-docker-registry-');
   const port = await freePort();
@@ -78,6 +82,7 @@ Promise<TestRegistry & { tokensIssued: () => number }> {
     '      enabled: false',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...(opts.proxyRemoteUrl ? ['proxy:', `  remoteurl: ${opts.proxyRemoteUrl}`] : []),
     ...(auth ? [
       'auth:',
       '  token:',

@@ -54,7 +54,7 @@ export function register(program: Command): void {
       const { createWriteStream } = await import('node:fs');
       const { NbdServer, parseListenAddress, formatListenAddress } = await import('../../nbd/server.ts');
       const { openLocalImage } = await import('../../image/local.ts');
-      const { pickRemoteImage, remoteImageOptions } = await import('../remote-options.ts');
+      const { pickRemoteImage, remoteImageOptions, withP2P } = await import('../remote-options.ts');
       const { parseSize } = await import('../../util/size.ts');
       const { log } = await import('../../util/log.ts');
       const { errorMessage } = await import('../../errors.ts');
@@ -65,14 +65,19 @@ export function register(program: Command): void {
       const ref = await pickRemoteImage(image);
       let remote: RemoteImage | undefined;
       let disk: Disk;
+      let closeP2P = async (): Promise<void> => {};
       if (ref) {
         if (opts.size) throw new Error('--size does not apply to a registry image: its size is that of its layers');
         if (opts.readOnly && opts.writable) throw new Error('--read-only and --writable exclude each other');
         const { openRemoteImage } = await import('../../image/remote.ts');
-        remote = await openRemoteImage(ref, {
-          ...(await remoteImageOptions(opts)),
-          ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}),
-        });
+        const p2p = await withP2P(opts, await remoteImageOptions(opts));
+        try {
+          remote = await openRemoteImage(ref, { ...p2p.opts, ...(opts.writable ? { writableDir: resolve(opts.writable) } : {}) });
+        } catch (err) {
+          await p2p.close();
+          throw err;
+        }
+        closeP2P = p2p.close;
         disk = remote.disk;
       } else {
         disk = await openLocalImage(image, {
@@ -81,7 +86,10 @@ export function register(program: Command): void {
           ...(opts.readOnly ? { readOnly: true } : {}),
         });
       }
-      const closeImage = (): Promise<void> => (remote ? remote.close() : disk.close());
+      const closeImage = async (): Promise<void> => {
+        await (remote ? remote.close() : disk.close());
+        await closeP2P();
+      };
       const exportName = opts.exportName ?? '';
       const server = new NbdServer(disk, { exportName, description: opts.description ?? image.join(' ') });
       try {

@@ -26,7 +26,7 @@ import { runStep } from '../../host/run-tool.ts';
 import { layerChainConfig } from '../../image/chain/config.ts';
 import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
 import { openLayerChain, type LayerChainSpec } from '../../image/chain/layer.ts';
-import { fileUpstream, registryUpstream } from '../../image/chain/upstreams.ts';
+import { fileUpstream, registryUpstream, type BlobRoutes } from '../../image/chain/upstreams.ts';
 import { mkfsArgs } from '../../image/convert/mkfs.ts';
 import { BackgroundFill } from '../../image/remote/background.ts';
 import type { BlobCache } from '../../io/cache.ts';
@@ -55,6 +55,8 @@ export interface DeviceSpec {
 
 export interface DeviceContext {
   client: RegistryClient;
+  /** Mirrors and P2P tried before the origin for blob reads. */
+  routes?: BlobRoutes;
   cache: BlobCache;
   background: { enable: boolean; delayMs: number; bytesPerSecond: number };
   /** Read-ahead (KiB) of the block device and of the nbdfuse file under it; undefined: the kernel's. */
@@ -81,7 +83,7 @@ export class DeviceBusyError extends Error {
 function chainSpec(l: LowerLayer, ctx: DeviceContext): LayerChainSpec {
   if (l.kind === 'remote') {
     const blob = { digest: l.digest, size: l.size };
-    return { name: l.name, blob, upstream: registryUpstream(ctx.client, { registry: l.registry, repository: l.repository }, blob) };
+    return { name: l.name, blob, upstream: registryUpstream(ctx.client, { registry: l.registry, repository: l.repository }, blob, ctx.routes) };
   }
   return { name: l.name, upstream: fileUpstream(l.path) };
 }
