@@ -25,7 +25,8 @@ import { identify, terminate } from '../../host/processes.ts';
 import { runStep } from '../../host/run-tool.ts';
 import { layerChainConfig } from '../../image/chain/config.ts';
 import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
-import { openLayerChain, type LayerChainSpec } from '../../image/chain/layer.ts';
+import { openLayerChain, type ChainLayer, type LayerChainSpec } from '../../image/chain/layer.ts';
+import { TraceTap } from '../../image/trace/tap.ts';
 import { fileUpstream, registryUpstream } from '../../image/chain/upstreams.ts';
 import { mkfsArgs } from '../../image/convert/mkfs.ts';
 import { BackgroundFill } from '../../image/remote/background.ts';
@@ -70,6 +71,11 @@ export interface AttachedDevice {
   readonly timings: DeviceTimings;
   /** Registry bytes and requests for this device's layer blobs so far (the shared client's per-blob counters). */
   fetched(): { bytes: number; requests: number };
+  /** The lower layers, bottom first, and the tap reporting their reads (trace record and replay). */
+  readonly layers: readonly ChainLayer[];
+  readonly tap: TraceTap;
+  /** Runs `fn` when the device closes, before its layers close (stops a replay or a recording). */
+  onClose(what: string, fn: () => Promise<unknown>): void;
   /** Unmounts (lazily if busy and `force`), detaches, stops serving, flushes and closes the layers. */
   close(opts?: { force?: boolean }): Promise<void>;
 }
@@ -106,10 +112,11 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       // virtualSize 0: the size of the layers below (the image chain's default for a new layer).
       ...(spec.upper.create ? { create: spec.upper.create.virtualSize > 0 ? { virtualSize: spec.upper.create.virtualSize } : {} } : {}),
     };
+    const tap = new TraceTap(spec.lowers.map((l) => l.name));
     const chain = await openImageChain({
       lowers: spec.lowers.map((l): LowerSpec => ({ chain: chainSpec(l, ctx) })),
       ...(upper ? { upper } : {}),
-      config: layerChainConfig({ cache: ctx.cache }),
+      config: layerChainConfig({ cache: ctx.cache, extra: { layer: [tap.filter()] } }),
       parallel: 32,
     }, owner);
     const disk = chain.disk;
@@ -127,7 +134,11 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     });
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
+    // Run before the unmount's own deferred steps: whatever is added here stops first.
+    const beforeClose = new Owner();
     return {
+      layers: chain.layers, tap,
+      onClose: (what, fn) => beforeClose.defer(what, fn),
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {
@@ -146,6 +157,7 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
           failure = new Error(`${spec.name}: detaching: ${errorMessage(err)}`, { cause: err });
         }
         closed = true;
+        await beforeClose.close().catch((e: unknown) => log.warn({ err: errorMessage(e), name: spec.name }, 'stopping trace work at detach'));
         await owner.close();
         if (failure) throw failure;
       },

@@ -28,6 +28,7 @@ import { diskUsage, type Usage } from './usage.ts';
 import { writeDeviceConfig, type ConfigLower } from './device-config.ts';
 import { Recovery } from './recovery.ts';
 import { WritableDisks } from './writable.ts';
+import { TraceSessions } from './trace.ts';
 import type { LowerPlan, SnapshotterCore } from './core.ts';
 
 export interface Info { name: string; parent: string; kind: Kind; createdMs: number; updatedMs: number; labels: Record<string, string> }
@@ -39,11 +40,13 @@ export class Snapshotter implements SnapshotterCore {
   readonly layout: Layout;
   readonly devices: DeviceTable;
   private readonly writable: WritableDisks;
+  readonly traces: TraceSessions;
 
   private constructor(readonly db: MetadataStore, readonly config: SnapshotterConfig, readonly ctx: DeviceContext) {
     this.layout = new Layout(config.root);
     this.devices = new DeviceTable(ctx);
     this.writable = new WritableDisks(this);
+    this.traces = new TraceSessions(this);
   }
 
   /** Opens the root, cleans up after a crash, and starts re-attaching devices active snapshots need. */
@@ -161,6 +164,7 @@ export class Snapshotter implements SnapshotterCore {
       throw err;
     }
     faultPoint('prepare:after-attach');
+    if (kind === 'active') await this.traces.prepared(row, plan, labels);
     return this.mountsOf(row, plan);
   }
 
@@ -292,6 +296,7 @@ export class Snapshotter implements SnapshotterCore {
       // A dadi layer's own shared mount: no children means no users, so this only tidies up.
       for (const u of [...this.devices.users(row.id)]) await this.devices.release(row.id, u, { force: true });
     }
+    await this.traces.removed(row);
     faultPoint('remove:before-db');
     await this.dropRow(row);
     faultPoint('remove:after-db');
@@ -376,6 +381,7 @@ export class Snapshotter implements SnapshotterCore {
   }
 
   async close(): Promise<void> {
+    await this.traces.closeAll();
     await this.devices.closeAll();
     this.db.close();
   }
