@@ -52,6 +52,18 @@ export interface DeviceSpec {
   mountPoint?: string;
   /** Make an ext4 file system on the new device first (a writable disk with nothing below). */
   mkfs?: boolean;
+  /** Runs once the layers are open, before the mount reads them (starts trace record or replay). */
+  beforeMount?: (d: TracedLayers) => Promise<void>;
+}
+
+/** What trace record and replay need of a device: its layers, their tap, and a hook at close. */
+export interface TracedLayers {
+  /** The lower layers, bottom first. */
+  readonly layers: readonly ChainLayer[];
+  /** Reports the layers' reads (trace record and replay). */
+  readonly tap: TraceTap;
+  /** Runs `fn` when the device closes, before its layers close (stops a replay or a recording). */
+  onClose(what: string, fn: () => Promise<unknown>): void;
 }
 
 export interface DeviceContext {
@@ -64,18 +76,13 @@ export interface DeviceContext {
 
 export interface DeviceTimings { openMs: number; attachMs: number; mkfsMs: number; mountMs: number }
 
-export interface AttachedDevice {
+export interface AttachedDevice extends TracedLayers {
   readonly device: string;
   readonly mountPoint: string | undefined;
   readonly fsType: string | undefined;
   readonly timings: DeviceTimings;
   /** Registry bytes and requests for this device's layer blobs so far (the shared client's per-blob counters). */
   fetched(): { bytes: number; requests: number };
-  /** The lower layers, bottom first, and the tap reporting their reads (trace record and replay). */
-  readonly layers: readonly ChainLayer[];
-  readonly tap: TraceTap;
-  /** Runs `fn` when the device closes, before its layers close (stops a replay or a recording). */
-  onClose(what: string, fn: () => Promise<unknown>): void;
   /** Unmounts (lazily if busy and `force`), detaches, stops serving, flushes and closes the layers. */
   close(opts?: { force?: boolean }): Promise<void>;
 }
@@ -126,6 +133,11 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
       owner.defer('background download', async () => background.stop());
     }
+    // Trace work stops before the layers close (and on a failed attach too).
+    const beforeClose = new Owner();
+    owner.defer('trace record/replay', () => beforeClose.close());
+    const traced: TracedLayers = { layers: chain.layers, tap, onClose: (what, fn) => beforeClose.defer(what, fn) };
+    await spec.beforeMount?.(traced);
     const mount: MountHandle = await mountDisk(disk, {
       workDir: spec.workDir, readOnly: !disk.writable, description: spec.name,
       ...(spec.mountPoint ? { mountPoint: spec.mountPoint } : {}),
@@ -134,11 +146,8 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     });
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
-    // Run before the unmount's own deferred steps: whatever is added here stops first.
-    const beforeClose = new Owner();
     return {
-      layers: chain.layers, tap,
-      onClose: (what, fn) => beforeClose.defer(what, fn),
+      ...traced,
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {
@@ -157,7 +166,6 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
           failure = new Error(`${spec.name}: detaching: ${errorMessage(err)}`, { cause: err });
         }
         closed = true;
-        await beforeClose.close().catch((e: unknown) => log.warn({ err: errorMessage(e), name: spec.name }, 'stopping trace work at detach'));
         await owner.close();
         if (failure) throw failure;
       },

@@ -107,17 +107,18 @@ export class Snapshotter implements SnapshotterCore {
   }
 
   /** The device spec of a read-only chain's shared mount. */
-  roSpec(block: NonNullable<LowerPlan['block']>): () => DeviceSpec {
+  roSpec(block: NonNullable<LowerPlan['block']>, beforeMount?: DeviceSpec['beforeMount']): () => DeviceSpec {
     return () => ({
       name: `image ${block.imageRef}`, lowers: block.lowers,
       workDir: this.layout.block(block.owner.id), mountPoint: this.layout.mountPoint(block.owner.id),
+      ...(beforeMount ? { beforeMount } : {}),
     });
   }
 
   /** Attaches the chain's device for `user`, naming the image and registry when that fails. */
-  async attachChain(block: NonNullable<LowerPlan['block']>, user: number): Promise<void> {
+  async attachChain(block: NonNullable<LowerPlan['block']>, user: number, beforeMount?: DeviceSpec['beforeMount']): Promise<void> {
     try {
-      await this.devices.acquire(block.owner.id, user, this.roSpec(block));
+      await this.devices.acquire(block.owner.id, user, this.roSpec(block, beforeMount));
     } catch (err) {
       throw attachError(block.imageRef, block.lowers, err);
     }
@@ -158,7 +159,7 @@ export class Snapshotter implements SnapshotterCore {
     const row = await this.insertWithDirs({ name: key, parentId: parent?.id ?? null, kind, labels, storage: 'normal' }, kind === 'active');
     faultPoint('prepare:after-insert');
     try {
-      if (plan.block) await this.attachChain(plan.block, row.id);
+      if (plan.block) await this.attachChain(plan.block, row.id, kind === 'active' ? await this.traces.beforeMount(row, plan, labels) : undefined);
     } catch (err) {
       await this.dropRow(row).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed prepare'));
       throw err;

@@ -16,7 +16,8 @@ import { decodeTrace, isTraceFile, type TraceRecord } from '../../image/trace/fo
 import { TraceRecorder } from '../../image/trace/recorder.ts';
 import { planReplay, TraceReplay, type ReplayStats } from '../../image/trace/replay.ts';
 import { log } from '../../util/log.ts';
-import type { AttachedDevice } from './device.ts';
+import type { TraceTap } from '../../image/trace/tap.ts';
+import type { TracedLayers } from './device.ts';
 import type { LowerPlan, SnapshotterCore } from './core.ts';
 import { Label } from './labels.ts';
 import type { SnapshotRow } from './metadata.ts';
@@ -42,37 +43,63 @@ const exists = (p: string): Promise<boolean> => access(p).then(() => true, () =>
 
 interface Recording { recorder: TraceRecorder; path: string; image: string; finish: () => Promise<void> }
 
+type Intent = { kind: 'record'; path: string; timeoutSec: number } | { kind: 'replay'; path: string };
+
+interface Replaying { replay: TraceReplay; image: string; cacheMisses: () => number; missesAtStart: number }
+
 export class TraceSessions {
   /** By the container snapshot's id. */
   private readonly recordings = new Map<number, Recording>();
-  private readonly replays = new WeakMap<AttachedDevice, { replay: TraceReplay; image: string; cacheMisses: () => number; missesAtStart: number }>();
-  private readonly attached = new Map<number, AttachedDevice>();
+  /** By the device's tap (one per attached device). */
+  private readonly replays = new WeakMap<TraceTap, Replaying>();
+  private readonly attached = new Map<number, TracedLayers>();
 
   constructor(private readonly core: SnapshotterCore) {}
 
-  /** After a Prepare attached the image device for container snapshot `row`. */
+  /** What a rootfs Prepare asks for: record, replay (labels or an acceleration layer), or nothing. */
+  private async intent(row: SnapshotRow, plan: LowerPlan, labels: Record<string, string>): Promise<Intent | undefined> {
+    if (!plan.block || labels[Label.targetRef]) return undefined; // not a rootfs (a pull's unpack)
+    const path = labels[TraceLabel.record] === 'yes' ? labels[TraceLabel.path] : undefined;
+    if (path) {
+      const size = await stat(path).then((s) => s.size, () => 0);
+      return size === 0 ? { kind: 'record', path, timeoutSec: Number(labels[TraceLabel.timeout] ?? 0) || 0 } : { kind: 'replay', path };
+    }
+    const accel = row.parentId === null ? undefined : this.core.db.chain(row.parentId).find((s) => s.storage === 'accel');
+    return accel ? { kind: 'replay', path: join(this.core.layout.fs(accel.id), ACCEL_TRACE_FILE) } : undefined;
+  }
+
+  /**
+   * The hook that starts recording or replay on the image device once its layers are open and
+   * before the file system is mounted (so the mount's own reads are recorded and replayed too),
+   * when this Prepare is the one attaching it.
+   */
+  async beforeMount(row: SnapshotRow, plan: LowerPlan, labels: Record<string, string>): Promise<((d: TracedLayers) => Promise<void>) | undefined> {
+    const intent = await this.intent(row, plan, labels);
+    if (!intent) return undefined;
+    return (d) => this.begin(row, d, plan.block!.imageRef, intent);
+  }
+
+  /** After a Prepare attached the image device: starts what beforeMount did not (the device was attached already). */
   async prepared(row: SnapshotRow, plan: LowerPlan, labels: Record<string, string>): Promise<void> {
-    if (!plan.block || labels[Label.targetRef]) return; // not a rootfs (a pull's unpack)
-    const device = await this.core.devices.get(plan.block.owner.id);
+    if (!plan.block) return;
+    const device = await this.core.devices.get(plan.block.owner.id)?.catch(() => undefined);
     if (!device) return;
     this.attached.set(row.id, device);
-    const image = plan.block.imageRef;
+    const intent = await this.intent(row, plan, labels);
+    if (intent) await this.begin(row, device, plan.block.imageRef, intent);
+  }
+
+  private async begin(row: SnapshotRow, d: TracedLayers, image: string, intent: Intent): Promise<void> {
     try {
-      const path = labels[TraceLabel.record] === 'yes' ? labels[TraceLabel.path] : undefined;
-      if (path) {
-        const size = await stat(path).then((s) => s.size, () => 0);
-        if (size === 0) return await this.record(row, device, image, path, Number(labels[TraceLabel.timeout] ?? 0));
-        return this.replay(device, image, path);
-      }
-      const accel = this.core.db.chain(row.parentId!).find((s) => s.storage === 'accel');
-      if (accel) await this.replay(device, image, join(this.core.layout.fs(accel.id), ACCEL_TRACE_FILE));
+      if (intent.kind === 'record') await this.record(row, d, image, intent.path, intent.timeoutSec);
+      else await this.replay(d, image, intent.path);
     } catch (err) {
       // Prefetch is an optimisation: a bad trace never fails the container.
       log.warn({ image, snapshot: row.name, err: errorMessage(err) }, 'trace record/replay not started');
     }
   }
 
-  private async record(row: SnapshotRow, device: AttachedDevice, image: string, path: string, timeoutSec: number): Promise<void> {
+  private async record(row: SnapshotRow, device: TracedLayers, image: string, path: string, timeoutSec: number): Promise<void> {
     if (this.recordings.has(row.id)) return;
     await writeFile(`${path}.lock`, '');
     await rm(`${path}.ok`, { force: true });
@@ -103,8 +130,8 @@ export class TraceSessions {
     log.info({ image, path, snapshot: row.name, timeoutSec }, 'recording a trace');
   }
 
-  private async replay(device: AttachedDevice, image: string, path: string): Promise<void> {
-    if (this.replays.has(device)) return;
+  private async replay(device: TracedLayers, image: string, path: string): Promise<void> {
+    if (this.replays.has(device.tap)) return;
     const buf = await readFile(path).catch(() => undefined);
     if (!buf || buf.length === 0) return;
     if (!isTraceFile(buf)) {
@@ -120,7 +147,7 @@ export class TraceSessions {
     const cacheMisses = (): number => device.layers.reduce((n, l) => n + (l.cached?.stats.misses ?? 0), 0);
     const replay = new TraceReplay(image, planReplay(records), layers, device.tap);
     const entry = { replay, image, cacheMisses, missesAtStart: cacheMisses() };
-    this.replays.set(device, entry);
+    this.replays.set(device.tap, entry);
     void replay.done.then(() => metrics.replaySeconds.observe({ image }, replay.stats().wallMs / 1000));
     device.onClose(`trace replay of ${image}`, async () => {
       await replay.stop();
@@ -136,7 +163,7 @@ export class TraceSessions {
   /** Replay figures of the image device container snapshot `id` uses (for info and tests). */
   replayStats(id: number): (ReplayStats & { cacheMisses: number }) | undefined {
     const device = this.attached.get(id);
-    const e = device && this.replays.get(device);
+    const e = device && this.replays.get(device.tap);
     return e && { ...e.replay.stats(), cacheMisses: e.cacheMisses() - e.missesAtStart };
   }
 
