@@ -83,6 +83,11 @@ export interface AttachedDevice extends TracedLayers {
   readonly timings: DeviceTimings;
   /** Registry bytes and requests for this device's layer blobs so far (the shared client's per-blob counters). */
   fetched(): { bytes: number; requests: number };
+  /**
+   * Demand reads of the layer blobs since the layers opened (the header and index reads of the
+   * open itself come before any trace can help): misses waited on the registry, hits did not.
+   */
+  demand(): { misses: number; hits: number };
   /** Unmounts (lazily if busy and `force`), detaches, stops serving, flushes and closes the layers. */
   close(opts?: { force?: boolean }): Promise<void>;
 }
@@ -129,6 +134,9 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     const disk = chain.disk;
     owner.defer('flush', async () => { if (disk.writable) await disk.flush(); });
     const openMs = performance.now() - t0;
+    const countDemand = (): { misses: number; hits: number } => chain.layers.reduce((acc, l) => ({
+      misses: acc.misses + (l.cached?.stats.misses ?? 0), hits: acc.hits + (l.cached?.stats.hits ?? 0) }), { misses: 0, hits: 0 });
+    const atOpen = countDemand();
     if (ctx.background.enable) {
       const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
       owner.defer('background download', async () => background.stop());
@@ -148,6 +156,7 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     let closed = false;
     return {
       ...traced,
+      demand: () => { const now = countDemand(); return { misses: now.misses - atOpen.misses, hits: now.hits - atOpen.hits }; },
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {

@@ -66,7 +66,7 @@ export class DeviceTable {
     const d = await e.attached.catch(() => undefined);
     if (d) {
       await d.close(opts);
-      log.info({ name: e.spec.name, device: d.device, fetchedBytes: d.fetched().bytes, fetchRequests: d.fetched().requests, ...cacheCounts(d) }, 'detached');
+      log.info({ name: e.spec.name, device: d.device, fetchedBytes: d.fetched().bytes, fetchRequests: d.fetched().requests, demandMisses: d.demand().misses, demandHits: d.demand().hits }, 'detached');
     }
     e.users.delete(user);
     if (this.entries.get(owner) === e && e.users.size === 0) this.entries.delete(owner);
@@ -81,12 +81,6 @@ export class DeviceTable {
       await d?.close({ force: true }).catch((err: unknown) => log.warn({ err: errorMessage(err), name: e.spec.name }, 'detach at shutdown'));
     }));
   }
-}
-
-/** Demand misses and hits of the device's cached layer blobs (the per-blob counters live while the blob is open). */
-function cacheCounts(d: AttachedDevice): { cacheMisses: number; cacheHits: number } {
-  return d.layers.reduce((acc, l) => ({ cacheMisses: acc.cacheMisses + (l.cached?.stats.misses ?? 0), cacheHits: acc.cacheHits + (l.cached?.stats.hits ?? 0) }),
-    { cacheMisses: 0, cacheHits: 0 });
 }
 
 function roundAll(t: object): Record<string, number> {
