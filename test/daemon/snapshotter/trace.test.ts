@@ -13,6 +13,8 @@ import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeTrace, type TraceRecord } from '../../../src/image/trace/format.ts';
+import { pushWithAccelerationLayer } from '../../../src/image/trace/accel-layer.ts';
+import { RegistryClient } from '../../../src/registry/client.ts';
 import { requireSystem, runDadi, tempDir } from '../../helpers/env.ts';
 import { startContainerd, type Containerd } from '../../helpers/containerd.ts';
 import { startSnapshotterDaemon, type SnapshotterDaemon } from '../../helpers/snapshotter.ts';
@@ -42,18 +44,24 @@ async function logLines(n: Node): Promise<LogLine[]> {
 }
 
 /** Runs START_CMD once on a fresh daemon with `labels`; resolves with the daemon's detach line. */
-async function start(t: TestContext, img: PublishedImages, id: string, labels: Record<string, string>): Promise<{ n: Node; detached: LogLine; fetched: number }> {
+async function start(t: TestContext, img: PublishedImages, id: string, labels: Record<string, string>, ref = img.obd): Promise<{ n: Node; detached: LogLine; fetched: number }> {
   img.proxy.reset();
   const daemon = await startSnapshotterDaemon(t);
   const ctd = await startContainerd(t, { proxyPlugins: { dadi: daemon.address } });
   const n = { daemon, ctd };
-  const pull = await runDadi(['pull', '--address', ctd.socket, '--namespace', ctd.namespace, '--snapshotter', 'dadi', img.obd]);
-  assert.equal(pull.code, 0, `dadi pull failed: ${pull.stderr}`);
+  if (ref === img.obd) {
+    const pull = await runDadi(['pull', '--address', ctd.socket, '--namespace', ctd.namespace, '--snapshotter', 'dadi', ref]);
+    assert.equal(pull.code, 0, `dadi pull failed: ${pull.stderr}`);
+  } else {
+    // An acceleration layer is unpacked by containerd (its trace file), as overlaybd's rpull does it.
+    await ctd.ctr(['image', 'rpull', '--plain-http', '--snapshotter', 'dadi', ref], { bin: 'ctr-remote' });
+  }
+  const before = (await logLines(n)).filter((l) => l.msg === 'detached').length;
   const labelArgs = Object.entries(labels).flatMap(([k, v]) => ['--snapshotter-label', `${k}=${v}`]);
-  const out = await ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', ...labelArgs, img.obd, id, ...START_CMD]);
+  const out = await ctd.ctr(['run', '--rm', '--snapshotter', 'dadi', ...labelArgs, ref, id, ...START_CMD]);
   assert.equal(out, 'started\n');
-  const lines = await eventually(() => logLines(n), (ls) => ls.some((l) => l.msg === 'detached'));
-  const detached = lines.find((l) => l.msg === 'detached');
+  const lines = await eventually(() => logLines(n), (ls) => ls.filter((l) => l.msg === 'detached').length > before);
+  const detached = lines.filter((l) => l.msg === 'detached')[before];
   assert.ok(detached, 'the image device detaches once the container is gone');
   return { n, detached, fetched: img.proxy.bytesFor(img.obdLayers.digests) };
 }
@@ -103,4 +111,23 @@ test('trace record and replay through containerd and the dadi snapshotter', asyn
   assert.ok((summary.demandHitsPrefetched as number) > 0, 'demand reads hit prefetched data');
   assert.ok(replayed.fetched <= img.obdLayers.bytes, 'no more than the image was fetched');
   assert.equal(summary.running, false, 'the replay stopped at detach');
+
+  // The same trace as an acceleration layer (formats.md §7.8): IMAGE + a tar holding `trace`.
+  const accel = img.obd.replace(/:obd$/, ':obd-accel');
+  const client = new RegistryClient({ insecure: true });
+  try {
+    const at = img.proxy.hostPort;
+    await pushWithAccelerationLayer(client, { registry: at, repository: 'test/app', reference: 'obd' },
+      { registry: at, repository: 'test/app', reference: 'obd-accel' }, await readFile(join(dir, 'trace1')));
+  } finally {
+    await client.close();
+  }
+  const fromAccel = await start(t, img, 'accel1', {}, accel);
+  const accelSummary = (await logLines(fromAccel.n)).find((l) => l.msg === 'trace replay summary at detach');
+  assert.ok(accelSummary, `an image with an acceleration layer replays its trace without any label; daemon log:\n${(await logLines(fromAccel.n)).filter((l) => /trace|detached|attached|accel/.test(JSON.stringify(l))).map((l) => JSON.stringify(l)).join('\n')}`);
+  const accelMisses = fromAccel.detached.demandMisses as number;
+  const accelDrop = 1 - accelMisses / without;
+  t.diagnostic(`acceleration layer: demand misses ${without} -> ${accelMisses} (-${(100 * accelDrop).toFixed(0)}%), replay ${JSON.stringify(accelSummary)}`);
+  assert.ok(accelDrop >= 0.8, `with the acceleration layer demand misses dropped only ${(100 * accelDrop).toFixed(0)}% (${without} -> ${accelMisses})`);
+  assert.equal(accelSummary.running, false, 'the replay stopped at detach');
 });
