@@ -6,14 +6,16 @@
  *   first trace covers (at least 95% of them);
  * - a start replaying that trace misses the cache at least 80% less often than a start without,
  *   demand reads hit prefetched data, no blob byte is fetched twice, and the replay stops when
- *   the image is detached.
+ *   the image is detached;
+ * - `dadi record-trace IMAGE NEW_IMAGE -- CMD` pushes NEW_IMAGE with an acceleration layer carrying
+ *   overlaybd's annotations, and a cold start of NEW_IMAGE (pulled by ctr-remote rpull, which
+ *   unpacks the trace) replays it with no label: demand misses drop at least 80% again.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeTrace, type TraceRecord } from '../../../src/image/trace/format.ts';
-import { pushWithAccelerationLayer } from '../../../src/image/trace/accel-layer.ts';
 import { RegistryClient } from '../../../src/registry/client.ts';
 import { requireSystem, runDadi, tempDir } from '../../helpers/env.ts';
 import { startContainerd, type Containerd } from '../../helpers/containerd.ts';
@@ -112,15 +114,35 @@ test('trace record and replay through containerd and the dadi snapshotter', asyn
   assert.ok(replayed.fetched <= img.obdLayers.bytes, 'no more than the image was fetched');
   assert.equal(summary.running, false, 'the replay stopped at detach');
 
-  // The same trace as an acceleration layer (formats.md §7.8): IMAGE + a tar holding `trace`.
+  // `dadi record-trace` on a fresh node: IMAGE + an acceleration layer (formats.md §7.8).
   const accel = img.obd.replace(/:obd$/, ':obd-accel');
-  const client = new RegistryClient({ insecure: true });
-  try {
-    const at = img.proxy.hostPort;
-    await pushWithAccelerationLayer(client, { registry: at, repository: 'test/app', reference: 'obd' },
-      { registry: at, repository: 'test/app', reference: 'obd-accel' }, await readFile(join(dir, 'trace1')));
-  } finally {
-    await client.close();
+  {
+    img.proxy.reset();
+    const daemon = await startSnapshotterDaemon(t);
+    const ctd = await startContainerd(t, { proxyPlugins: { dadi: daemon.address } });
+    const r = await runDadi(['record-trace', '--address', ctd.socket, '--namespace', ctd.namespace, '--insecure', '--timeout', '60', '--json', img.obd, accel, '--', ...START_CMD]);
+    assert.equal(r.code, 0, `dadi record-trace failed: ${r.stderr}`);
+    const res = JSON.parse(r.stdout.toString()) as { records: number; tracedBytes: number; manifestDigest: string; timedOut: boolean };
+    assert.ok(res.records > 0 && !res.timedOut, r.stdout.toString());
+    const client = new RegistryClient({ insecure: true });
+    try {
+      const repo = { registry: img.proxy.hostPort, repository: 'test/app' };
+      const { manifest } = await client.manifests.resolve(repo, 'obd-accel');
+      const layers = manifest.json.layers;
+      assert.equal(layers.length, img.obdLayers.digests.length + 1, 'one layer more than IMAGE');
+      const last = layers[layers.length - 1]!;
+      assert.equal(last.mediaType, 'application/vnd.oci.image.layer.v1.tar');
+      assert.deepEqual(last.annotations, {
+        'containerd.io/snapshot/overlaybd/acceleration-layer': 'yes', 'containerd.io/snapshot/overlaybd/version': '0.1.0',
+        'containerd.io/snapshot/overlaybd/blob-digest': last.digest, 'containerd.io/snapshot/overlaybd/blob-size': String(last.size),
+        'containerd.io/snapshot/overlaybd/blob-fs-type': 'ext4',
+      });
+      const config = JSON.parse((await client.blobs.get(repo, manifest.json.config.digest)).toString()) as { rootfs: { diff_ids: string[] }; history: Array<{ created_by?: string }> };
+      assert.equal(config.rootfs.diff_ids.at(-1), last.digest);
+      assert.equal(config.history.at(-1)?.created_by, 'Acceleration Layer');
+    } finally {
+      await client.close();
+    }
   }
   const fromAccel = await start(t, img, 'accel1', {}, accel);
   const accelSummary = (await logLines(fromAccel.n)).find((l) => l.msg === 'trace replay summary at detach');
