@@ -27,6 +27,7 @@ import { layerChainConfig } from '../../image/chain/config.ts';
 import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
 import { openLayerChain, type ChainLayer, type LayerChainSpec } from '../../image/chain/layer.ts';
 import { TraceTap } from '../../image/trace/tap.ts';
+import type { LayerStack } from '../../disk/layer-stack.ts';
 import { fileUpstream, registryUpstream } from '../../image/chain/upstreams.ts';
 import { mkfsArgs } from '../../image/convert/mkfs.ts';
 import { BackgroundFill } from '../../image/remote/background.ts';
@@ -62,6 +63,8 @@ export interface TracedLayers {
   readonly layers: readonly ChainLayer[];
   /** Reports the layers' reads (trace record and replay). */
   readonly tap: TraceTap;
+  /** The stacked lowers as a disk, with the merged index (file-list prefetch maps files to layers with it). */
+  readonly stack: LayerStack;
   /** Runs `fn` when the device closes, before its layers close (stops a replay or a recording). */
   onClose(what: string, fn: () => Promise<unknown>): void;
 }
@@ -144,7 +147,7 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
     // Trace work stops before the layers close (and on a failed attach too).
     const beforeClose = new Owner();
     owner.defer('trace record/replay', () => beforeClose.close());
-    const traced: TracedLayers = { layers: chain.layers, tap, onClose: (what, fn) => beforeClose.defer(what, fn) };
+    const traced: TracedLayers = { layers: chain.layers, tap, stack: chain.stack, onClose: (what, fn) => beforeClose.defer(what, fn) };
     await spec.beforeMount?.(traced);
     const mount: MountHandle = await mountDisk(disk, {
       workDir: spec.workDir, readOnly: !disk.writable, description: spec.name,

@@ -12,6 +12,7 @@ import { access, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { Counter, Histogram } from 'prom-client';
 import { errorMessage } from '../../errors.ts';
+import { fileListRecords, parseFileList } from '../../image/trace/file-list.ts';
 import { decodeTrace, isTraceFile, type TraceRecord } from '../../image/trace/format.ts';
 import { TraceRecorder } from '../../image/trace/recorder.ts';
 import { planReplay, TraceReplay, type ReplayStats } from '../../image/trace/replay.ts';
@@ -134,11 +135,16 @@ export class TraceSessions {
     if (this.replays.has(device.tap)) return;
     const buf = await readFile(path).catch(() => undefined);
     if (!buf || buf.length === 0) return;
-    if (!isTraceFile(buf)) {
-      log.warn({ image, path }, 'trace path holds a file list, not a trace: file-list prefetch is not supported yet');
-      return;
+    let records: TraceRecord[];
+    if (isTraceFile(buf)) {
+      records = decodeTrace(buf, path);
+    } else {
+      // Not a trace: a list of paths to prefetch (§7.8), mapped to layer ranges through the image's ext4.
+      const list = await fileListRecords(device.stack, device.stack.index, device.layers.length, parseFileList(buf.toString('utf8'), path));
+      if (list.missing.length > 0) log.warn({ image, path, missing: list.missing.slice(0, 20) }, 'prefetch list: paths not in the image, skipped');
+      log.info({ image, path, files: list.files, ranges: list.records.length }, 'prefetch list resolved');
+      records = list.records;
     }
-    const records: TraceRecord[] = decodeTrace(buf, path);
     const layers = device.layers.map((l, i) => {
       const source = device.tap.layers[i];
       const blob = l.cached?.blob;
