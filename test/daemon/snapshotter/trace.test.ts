@@ -9,7 +9,8 @@
  *   the image is detached;
  * - `dadi record-trace IMAGE NEW_IMAGE -- CMD` pushes NEW_IMAGE with an acceleration layer carrying
  *   overlaybd's annotations, and a cold start of NEW_IMAGE (pulled by ctr-remote rpull, which
- *   unpacks the trace) replays it with no label: demand misses drop at least 80% again.
+ *   unpacks the trace) replays it with no label: demand misses drop at least 80% again;
+ * - a list of paths at the trace path prefetches those files (whole directories for `dir/`).
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -152,4 +153,17 @@ test('trace record and replay through containerd and the dadi snapshotter', asyn
   t.diagnostic(`acceleration layer: demand misses ${without} -> ${accelMisses} (-${(100 * accelDrop).toFixed(0)}%), replay ${JSON.stringify(accelSummary)}`);
   assert.ok(accelDrop >= 0.8, `with the acceleration layer demand misses dropped only ${(100 * accelDrop).toFixed(0)}% (${without} -> ${accelMisses})`);
   assert.equal(accelSummary.running, false, 'the replay stopped at detach');
+
+  // No trace, a list of paths instead (§7.8): each file's extents, mapped to layer ranges, are prefetched.
+  const list = join(dir, 'list');
+  await writeFile(list, '/filler/base.bin\n/bin/\n/no/such/file\n');
+  const listed = await start(t, img, 'list1', { [RECORD]: 'yes', [RECORD_PATH]: list });
+  const listLines = await logLines(listed.n);
+  const resolved = listLines.find((l) => l.msg === 'prefetch list resolved');
+  const listSummary = listLines.find((l) => l.msg === 'trace replay summary at detach');
+  t.diagnostic(`file list: ${JSON.stringify(resolved)}; replay ${JSON.stringify(listSummary)}; demand misses ${listed.detached.demandMisses}`);
+  assert.ok(resolved && (resolved.files as number) >= 2, 'the list resolves to the listed file and the files under /bin');
+  assert.deepEqual(listLines.find((l) => l.msg === 'prefetch list: paths not in the image, skipped')?.missing, ['/no/such/file']);
+  assert.ok(listSummary && (listSummary.prefetchBytes as number) >= 26 << 20, 'the whole of /filler/base.bin (26 MiB) is prefetched');
+  assert.ok((listSummary.demandHitsPrefetched as number) > 0, 'demand reads hit the prefetched files');
 });
