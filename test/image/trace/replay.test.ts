@@ -9,7 +9,12 @@ import { planReplay, TraceReplay } from '../../../src/image/trace/replay.ts';
 import { TraceRecorder } from '../../../src/image/trace/recorder.ts';
 import { TraceTap } from '../../../src/image/trace/tap.ts';
 import { decodeTrace, type TraceRecord } from '../../../src/image/trace/format.ts';
-import { tempDir } from '../../helpers/env.ts';
+import { requireSystem, tempDir } from '../../helpers/env.ts';
+import { startFaultProxy } from '../../helpers/fault-proxy.ts';
+import { startDockerRegistry } from '../../helpers/registry.ts';
+import { RegistryClient } from '../../../src/registry/client.ts';
+import { sha256Digest } from '../../../src/registry/digest.ts';
+import { registryUpstream } from '../../../src/image/chain/upstreams.ts';
 
 const UNIT = 64 << 10;
 const SIZE = 16 << 20;
@@ -93,4 +98,49 @@ test('a demand read issued mid-replay is served before the queued prefetches, an
   await sleep(delay * 3);
   assert.equal(up.log.length, issued, 'nothing is fetched after stop()');
   assert.equal(replay.stats().running, false);
+});
+
+test('through a throttled docker-registry: a demand read mid-replay is answered before the queued prefetch requests', async (t) => {
+  if (!requireSystem(t, { commands: ['docker-registry'] })) return;
+  const delay = 150;
+  const registry = await startDockerRegistry(t);
+  const proxy = await startFaultProxy(t, registry.url);
+  const bytes = randomBytes(SIZE);
+  const digest = sha256Digest(bytes);
+  const client = new RegistryClient({ insecure: true });
+  t.after(() => client.close());
+  const repo = { registry: proxy.hostPort, repository: 'trace/blob' };
+  await client.blobs.upload(repo, bytes);
+  // Every Range request now waits `delay` ms, as on a slow link.
+  proxy.inject({ kind: 'delay', ms: delay }, { match: (req) => req.headers.range !== undefined, times: 1000 });
+  const dir = await tempDir(t, 'dadi-replay-reg-');
+  const cache = await BlobCache.open({ dir, capacityBytes: 1 << 30, refillUnit: UNIT, metricsRegistry: null });
+  t.after(() => cache.close());
+  const handle = await cache.open(digest, SIZE, await registryUpstream(client, repo, { digest, size: SIZE }).open());
+  t.after(() => handle.close());
+  const tap = new TraceTap(['blob']);
+  const source = await tap.filter()(handle, { name: 'blob', blob: undefined, pauseWhileAttaching: [], corruptRefetches: 0 });
+  const records = Array.from({ length: 10 }, (_, i) => R(0, i * (1 << 20), UNIT));
+  const ranges = (): string[] => proxy.log.filter((e) => e.headers.range).map((e) => String(e.headers.range));
+  // What one demand miss costs through this proxy with nothing else going on.
+  let t0 = performance.now();
+  await source.read(new Uint8Array(4096), 14 << 20);
+  const alone = performance.now() - t0;
+  const before = ranges().length;
+  const replay = new TraceReplay('img', planReplay(records), [{ source, demandIdle: () => handle.blob.waitDemandIdle() }], tap, 2);
+  await sleep(delay / 2); // two prefetches in flight, eight queued
+  t0 = performance.now();
+  const dst = new Uint8Array(4096);
+  await source.read(dst, 15 << 20);
+  const demandMs = performance.now() - t0;
+  assert.deepEqual(Buffer.from(dst), bytes.subarray(15 << 20, (15 << 20) + 4096));
+  const demandAt = ranges().findIndex((r) => r.startsWith(`bytes=${15 << 20}-`)) - before;
+  t.diagnostic(`demand read mid-replay ${demandMs.toFixed(0)} ms, alone ${alone.toFixed(0)} ms, ${delay} ms added per request; it was Range request #${demandAt} of the replay's`);
+  // Behind the eight queued prefetches (two at a time) it would take at least 4 more delays.
+  assert.ok(demandMs < alone + 2 * delay, `the demand read took ${demandMs.toFixed(0)} ms (alone ${alone.toFixed(0)} ms): it waited behind prefetches`);
+  assert.ok(demandAt >= 0 && demandAt <= 3, `the demand Range request was #${demandAt}, behind queued prefetches`);
+  await replay.done;
+  const all = ranges().slice(before);
+  assert.equal(new Set(all).size, all.length, 'no range requested twice');
+  assert.equal(all.length, records.length + 1, 'one request per merged trace range plus the demand read');
 });
