@@ -158,7 +158,7 @@ export class TraceSessions {
     device.onClose(`trace replay of ${image}`, async () => {
       await replay.stop();
       const s = replay.stats();
-      metrics.prefetchBytes.inc({ image }, s.prefetchBytes);
+      metrics.prefetchBytes.inc({ image }, s.issuedBytes);
       metrics.demandHits.inc({ image }, s.demandHitsPrefetched);
       metrics.demandReads.inc({ image }, s.demandReads);
       log.info({ image, ...s, cacheMisses: cacheMisses() - entry.missesAtStart }, 'trace replay summary at detach');

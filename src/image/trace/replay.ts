@@ -57,8 +57,10 @@ export function planReplay(records: readonly TraceRecord[], o: PlanOptions = {})
 export interface ReplayStats {
   requests: number;
   issued: number;
-  /** Traced bytes asked for (merged requests, holes included). */
+  /** Traced bytes of the plan (merged requests, holes included). */
   prefetchBytes: number;
+  /** Of those, the bytes of the requests issued (all of them unless stopped early). */
+  issuedBytes: number;
   /** Demand reads of a layer after the replay started, and those whose bytes a finished prefetch had brought. */
   demandReads: number;
   demandHitsPrefetched: number;
@@ -116,6 +118,7 @@ export class TraceReplay {
   private next = 0;
   private stopped = false;
   private issued = 0;
+  private issuedBytes = 0;
   private readonly started = performance.now();
   private finishedAt: number | undefined;
   private readonly covered = new Map<number, Covered>();
@@ -145,6 +148,7 @@ export class TraceReplay {
       await layer.demandIdle();
       if (this.stopped) break;
       this.issued++;
+      this.issuedBytes += req.length;
       try {
         await layer.source.prefetch(req.offset, req.length, 'trace');
         let c = this.covered.get(req.layer);
@@ -159,7 +163,7 @@ export class TraceReplay {
   stats(): ReplayStats {
     return {
       requests: this.requests.length, issued: this.issued,
-      prefetchBytes: this.requests.reduce((n, r) => n + r.length, 0),
+      prefetchBytes: this.requests.reduce((n, r) => n + r.length, 0), issuedBytes: this.issuedBytes,
       demandReads: this.demandReads, demandHitsPrefetched: this.demandHits,
       running: this.finishedAt === undefined,
       wallMs: Math.round((this.finishedAt ?? performance.now()) - this.started),
