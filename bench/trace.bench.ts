@@ -24,7 +24,7 @@ const RECORD = 'containerd.io/snapshot/overlaybd/record-trace';
 const RECORD_PATH = 'containerd.io/snapshot/overlaybd/record-trace-path';
 
 type Image = Awaited<ReturnType<typeof imageLayers>>;
-interface Start { readyS: number; totalS: number; bytes: number; misses: number; replay?: Record<string, number> }
+interface Start { pullS: number; prepareS: number; readyS: number; totalS: number; bytes: number; misses: number; mountMs: number; replay?: Record<string, number> }
 
 async function coldStart(base: string, name: string, img: Image, proxy: CountingProxy, labels: Record<string, string>): Promise<Start> {
   const dir = join(base, name);
@@ -43,22 +43,26 @@ async function coldStart(base: string, name: string, img: Image, proxy: Counting
         if (!/already exists/.test(err.message)) throw err;
       });
     }
+    const t1 = performance.now();
     await mountAll(await sn.prepare('rootfs', img.layers[img.layers.length - 1]!.chainId, labels), mnt);
+    const t2 = performance.now();
     const readyS = await timeReady(mnt);
     const totalS = (performance.now() - t0) / 1000;
     const bytes = proxy.bytesFor(img.digests);
     await unmount(mnt);
     await sn.remove('rootfs');
     let detached: Record<string, number> | undefined;
+    let mountMs = NaN;
     let replay: Record<string, number> | undefined;
     for (let i = 0; i < 100 && !detached; i++) {
       for (const line of (await d.log()).split('\n')) {
+        if (line.includes('"msg":"attached"')) mountMs = (JSON.parse(line) as { timings: { mountMs: number } }).timings.mountMs;
         if (line.includes('"msg":"detached"')) detached = JSON.parse(line) as Record<string, number>;
         if (line.includes('"msg":"trace replay summary at detach"')) replay = JSON.parse(line) as Record<string, number>;
       }
       if (!detached) await sleep(100);
     }
-    return { readyS, totalS, bytes, misses: detached?.demandMisses ?? NaN, ...(replay ? { replay } : {}) };
+    return { pullS: (t1 - t0) / 1000, prepareS: (t2 - t1) / 1000, readyS, totalS, bytes, mountMs, misses: detached?.demandMisses ?? NaN, ...(replay ? { replay } : {}) };
   } finally {
     await unmount(mnt).catch(() => {});
     sn.conn.close();
@@ -95,6 +99,12 @@ export async function run(): Promise<BenchRow[]> {
         peer: { name: 'without a trace', value: m(plain, (s) => s.readyS) } },
       { name: 'trace: cold pull + prepare + ready with the trace', value: m(traced, (s) => s.totalS), unit: 's', lowerIsBetter: true,
         peer: { name: 'without a trace', value: m(plain, (s) => s.totalS) } },
+      { name: 'trace: lazy pull (remote Prepares) with the trace', value: m(traced, (s) => s.pullS), unit: 's', lowerIsBetter: true,
+        peer: { name: 'without a trace', value: m(plain, (s) => s.pullS) } },
+      { name: 'trace: rootfs Prepare + overlay mount with the trace', value: m(traced, (s) => s.prepareS), unit: 's', lowerIsBetter: true,
+        peer: { name: 'without a trace', value: m(plain, (s) => s.prepareS) } },
+      { name: 'trace: ext4 mount in the rootfs Prepare with the trace (replay running)', value: m(traced, (s) => s.mountMs), unit: 'ms', lowerIsBetter: true,
+        peer: { name: 'without a trace', value: m(plain, (s) => s.mountMs) } },
       { name: 'trace: demand misses (after the layers opened) with the trace', value: m(traced, (s) => s.misses), unit: 'misses', lowerIsBetter: true,
         peer: { name: 'without a trace', value: m(plain, (s) => s.misses) } },
       { name: 'trace: registry bytes for the start with the trace', value: m(traced, (s) => s.bytes) / MB, unit: 'MB', lowerIsBetter: true,

@@ -90,7 +90,7 @@ export interface AttachedDevice extends TracedLayers {
    * Demand reads of the layer blobs since the layers opened (the header and index reads of the
    * open itself come before any trace can help): misses waited on the registry, hits did not.
    */
-  demand(): { misses: number; hits: number };
+  demand(): { misses: number; hits: number; missesAfterMount: number };
   /** Unmounts (lazily if busy and `force`), detaches, stops serving, flushes and closes the layers. */
   close(opts?: { force?: boolean }): Promise<void>;
 }
@@ -155,11 +155,15 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       ...(spec.mkfs ? { format: ['mkfs.ext4', ...mkfsArgs()] } : {}),
       ...(ctx.readAheadKB !== undefined ? { readAheadKB: ctx.readAheadKB } : {}),
     });
+    const atMount = countDemand();
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
     return {
       ...traced,
-      demand: () => { const now = countDemand(); return { misses: now.misses - atOpen.misses, hits: now.hits - atOpen.hits }; },
+      demand: () => {
+        const now = countDemand();
+        return { misses: now.misses - atOpen.misses, hits: now.hits - atOpen.hits, missesAfterMount: now.misses - atMount.misses };
+      },
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {
