@@ -5,7 +5,7 @@
  * (the record-trace labels on the rootfs Prepare); then, RUNS times, interleaved on fresh daemons
  * with empty caches: a cold start without a trace and one replaying it (a non-empty
  * record-trace-path, formats.md §7.8; an acceleration layer replays the same way). Printed: time
- * to ready and pull + prepare + ready, registry bytes, demand misses, and the replay's own figures.
+ * to ready, pull + prepare + ready and its parts, registry bytes, demand misses, and the replay's own figures.
  * The registry is the bench registry on loopback, or DADI_BENCH_REGISTRY (e.g. the shaped one
  * from ../shared/bench/netem.sh: http://10.231.7.2:5000). Needs root, nbdfuse, `npm run build`,
  * and bench/app:obd in the bench registry (see bench/coldstart.sh).
@@ -103,7 +103,7 @@ export async function run(): Promise<BenchRow[]> {
         peer: { name: 'without a trace', value: m(plain, (s) => s.pullS) } },
       { name: 'trace: rootfs Prepare + overlay mount with the trace', value: m(traced, (s) => s.prepareS), unit: 's', lowerIsBetter: true,
         peer: { name: 'without a trace', value: m(plain, (s) => s.prepareS) } },
-      { name: 'trace: ext4 mount in the rootfs Prepare with the trace (replay running)', value: m(traced, (s) => s.mountMs), unit: 'ms', lowerIsBetter: true,
+      { name: 'trace: ext4 mount in the rootfs Prepare with the trace', value: m(traced, (s) => s.mountMs), unit: 'ms', lowerIsBetter: true,
         peer: { name: 'without a trace', value: m(plain, (s) => s.mountMs) } },
       { name: 'trace: demand misses (after the layers opened) with the trace', value: m(traced, (s) => s.misses), unit: 'misses', lowerIsBetter: true,
         peer: { name: 'without a trace', value: m(plain, (s) => s.misses) } },
