@@ -40,13 +40,31 @@ const RECORD_PATH = 'containerd.io/snapshot/overlaybd/record-trace-path';
 
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
-function ctrCall(o: RecordTraceOptions, args: string[], timeoutMs = 0): Promise<{ code: number; out: string; killed: boolean }> {
+function ctrCall(o: RecordTraceOptions, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    execFile(o.ctr ?? 'ctr', ['--address', o.address, '--namespace', o.namespace, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string; killed?: boolean }) | null;
-      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: `${stdout}${stderr}`, killed: Boolean(e?.killed) });
+    execFile(o.ctr ?? 'ctr', ['--address', o.address, '--namespace', o.namespace, ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
+      resolve({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out: `${stdout}${stderr}` });
     });
   });
+}
+
+/**
+ * `ctr run` of container `id`; after `timeoutMs` its task is killed (a signal to `ctr run` is
+ * forwarded to the container's init, which ignores SIGTERM when it has no handler), which ends it.
+ */
+async function runFor(o: RecordTraceOptions, id: string, args: string[], timeoutMs: number): Promise<{ code: number; out: string; timedOut: boolean }> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void ctrCall(o, ['tasks', 'kill', '-s', 'KILL', id]);
+  }, timeoutMs);
+  try {
+    const r = await ctrCall(o, args);
+    return { ...r, timedOut };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export async function recordTrace(image: string, newImage: string, o: RecordTraceOptions): Promise<RecordTraceResult> {
@@ -60,12 +78,12 @@ export async function recordTrace(image: string, newImage: string, o: RecordTrac
   try {
     await writeFile(trace, '');
     say(`running ${image} as container ${id} (at most ${o.timeoutSec} s), recording to ${trace}`);
-    const run = await ctrCall(o, ['run', '--rm', '--snapshotter', o.snapshotter,
+    const run = await runFor(o, id, ['run', '--rm', '--snapshotter', o.snapshotter,
       '--snapshotter-label', `${RECORD}=yes`, '--snapshotter-label', `${RECORD_PATH}=${trace}`, image, id, ...(o.command ?? [])], o.timeoutSec * 1000);
-    const timedOut = run.killed;
+    const timedOut = run.timedOut;
     if (timedOut) {
-      say(`timeout: stopping container ${id}`);
-      await ctrCall(o, ['tasks', 'kill', '-s', 'KILL', id]);
+      say(`timeout: container ${id} stopped after ${o.timeoutSec} s`);
+      // `ctr run --rm` removes the container when its task ends; make sure of it.
       await ctrCall(o, ['tasks', 'rm', '-f', id]);
       await ctrCall(o, ['containers', 'rm', id]);
     } else if (run.code !== 0 && !(await exists(`${trace}.lock`))) {

@@ -10,7 +10,8 @@
  * - `dadi record-trace IMAGE NEW_IMAGE -- CMD` pushes NEW_IMAGE with an acceleration layer carrying
  *   overlaybd's annotations, and a cold start of NEW_IMAGE (pulled by ctr-remote rpull, which
  *   unpacks the trace) replays it with no label: demand misses drop at least 80% again;
- * - a list of paths at the trace path prefetches those files (whole directories for `dir/`).
+ * - a list of paths at the trace path prefetches those files (whole directories for `dir/`);
+ * - `dadi record-trace --timeout` ends a command that never exits and pushes what it read.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -171,4 +172,21 @@ test('trace record and replay through containerd and the dadi snapshotter', asyn
   assert.deepEqual(listLines.find((l) => l.msg === 'prefetch list: paths not in the image, skipped')?.missing, ['/no/such/file']);
   assert.ok(listSummary && (listSummary.prefetchBytes as number) >= 26 << 20, 'the whole of /filler/base.bin (26 MiB) is prefetched');
   assert.ok((listSummary.demandHitsPrefetched as number) > 0, 'demand reads hit the prefetched files');
+});
+
+test('dadi record-trace --timeout stops a command that does not exit and pushes what it read so far', { timeout: 300_000 }, async (t) => {
+  if (!requireSystem(t, { commands: ['containerd', 'ctr', 'runc', 'docker-registry', 'skopeo', 'nbdfuse', 'mkfs.ext4'], root: true, paths: ['/dev/fuse', '/bin/busybox'] })) return;
+  const img = await publishImages(t);
+  const daemon = await startSnapshotterDaemon(t);
+  const ctd = await startContainerd(t, { proxyPlugins: { dadi: daemon.address } });
+  const accel = img.obd.replace(/:obd$/, ':obd-timeout');
+  const started = performance.now();
+  const r = await runDadi(['record-trace', '--address', ctd.socket, '--namespace', ctd.namespace, '--insecure', '--timeout', '8', '--json', img.obd, accel,
+    '--', '/bin/sh', '-c', 'cat /bottom.txt >/dev/null; /bin/busybox head -c 2000000 /filler/base.bin >/dev/null; exec /bin/sleep 600']);
+  assert.equal(r.code, 0, `dadi record-trace failed: ${r.stderr}`);
+  const res = JSON.parse(r.stdout.toString()) as { records: number; tracedBytes: number; timedOut: boolean };
+  assert.ok(res.timedOut, 'the timeout ended the run');
+  assert.ok(res.tracedBytes >= 2_000_000, `the trace holds what was read before the timeout (${res.tracedBytes} bytes)`);
+  assert.ok(performance.now() - started < 120_000, 'the command did not wait for the container');
+  assert.equal((await ctd.ctr(['containers', 'ls', '-q'])).trim(), '', 'the container is gone');
 });
