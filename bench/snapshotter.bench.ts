@@ -32,21 +32,21 @@ const IMAGE = process.env.DADI_IMAGE ?? 'bench/app:obd';
 const RUNS = Number(process.env.RUNS ?? 3);
 const PLAIN_ROOTFS = join(BENCH_CACHE, 'app', 'rootfs');
 
-interface Cleanup { after(fn: () => unknown): void }
+export interface Cleanup { after(fn: () => unknown): void }
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-async function dropCaches(): Promise<void> {
+export async function dropCaches(): Promise<void> {
   spawn('sync').on('exit', () => {});
   await sleep(200);
   await writeFile('/proc/sys/vm/drop_caches', '3');
 }
 
 /** Runs `chroot dir python3 /app/main.py` and resolves with the seconds until it prints `ready`. */
-function timeReady(dir: string): Promise<number> {
+export function timeReady(dir: string): Promise<number> {
   return new Promise((resolvePromise, reject) => {
     const t0 = performance.now();
     const p = spawn('chroot', [dir, 'python3', '/app/main.py'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -64,7 +64,7 @@ function timeReady(dir: string): Promise<number> {
   });
 }
 
-async function startRegistry(c: Cleanup): Promise<string> {
+export async function startRegistry(c: Cleanup): Promise<string> {
   const dir = await mkdtemp('/tmp/dsb-reg-');
   const port = await freePort();
   await writeFile(join(dir, 'config.yml'), `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${BENCH_CACHE}/registry\nhttp:\n  addr: 127.0.0.1:${port}\n`);
@@ -77,9 +77,9 @@ async function startRegistry(c: Cleanup): Promise<string> {
   throw new Error('docker-registry did not start');
 }
 
-interface Daemon { address: string; root: string; log(): Promise<string>; stop(): Promise<void> }
+export interface Daemon { address: string; root: string; log(): Promise<string>; stop(): Promise<void> }
 
-async function startDaemon(base: string, opts: { background?: boolean; cacheDir: string }): Promise<Daemon> {
+export async function startDaemon(base: string, opts: { background?: boolean; cacheDir: string }): Promise<Daemon> {
   const root = join(base, 'root');
   const address = join(base, 's.sock');
   const config = join(base, 'config.toml');
@@ -111,7 +111,7 @@ async function startDaemon(base: string, opts: { background?: boolean; cacheDir:
 
 interface Layer { chainId: string; annotations: Record<string, string> }
 
-async function imageLayers(hostPort: string): Promise<{ layers: Layer[]; ref: string; blobBytes: number; digests: string[] }> {
+export async function imageLayers(hostPort: string): Promise<{ layers: Layer[]; ref: string; blobBytes: number; digests: string[] }> {
   const client = new RegistryClient();
   try {
     const [repository, tag] = IMAGE.split(':') as [string, string];

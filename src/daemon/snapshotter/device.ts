@@ -25,7 +25,9 @@ import { identify, terminate } from '../../host/processes.ts';
 import { runStep } from '../../host/run-tool.ts';
 import { layerChainConfig } from '../../image/chain/config.ts';
 import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
-import { openLayerChain, type LayerChainSpec } from '../../image/chain/layer.ts';
+import { openLayerChain, type ChainLayer, type LayerChainSpec } from '../../image/chain/layer.ts';
+import { TraceTap } from '../../image/trace/tap.ts';
+import type { LayerStack } from '../../disk/layer-stack.ts';
 import { fileUpstream, registryUpstream, type BlobRoutes } from '../../image/chain/upstreams.ts';
 import { mkfsArgs } from '../../image/convert/mkfs.ts';
 import { BackgroundFill } from '../../image/remote/background.ts';
@@ -51,6 +53,20 @@ export interface DeviceSpec {
   mountPoint?: string;
   /** Make an ext4 file system on the new device first (a writable disk with nothing below). */
   mkfs?: boolean;
+  /** Runs once the layers are open, before the mount reads them (starts trace record or replay). */
+  beforeMount?: (d: TracedLayers) => Promise<void>;
+}
+
+/** What trace record and replay need of a device: its layers, their tap, and a hook at close. */
+export interface TracedLayers {
+  /** The lower layers, bottom first. */
+  readonly layers: readonly ChainLayer[];
+  /** Reports the layers' reads (trace record and replay). */
+  readonly tap: TraceTap;
+  /** The stacked lowers as a disk, with the merged index (file-list prefetch maps files to layers with it). */
+  readonly stack: LayerStack;
+  /** Runs `fn` when the device closes, before its layers close (stops a replay or a recording). */
+  onClose(what: string, fn: () => Promise<unknown>): void;
 }
 
 export interface DeviceContext {
@@ -65,13 +81,18 @@ export interface DeviceContext {
 
 export interface DeviceTimings { openMs: number; attachMs: number; mkfsMs: number; mountMs: number }
 
-export interface AttachedDevice {
+export interface AttachedDevice extends TracedLayers {
   readonly device: string;
   readonly mountPoint: string | undefined;
   readonly fsType: string | undefined;
   readonly timings: DeviceTimings;
   /** Registry bytes and requests for this device's layer blobs so far (the shared client's per-blob counters). */
   fetched(): { bytes: number; requests: number };
+  /**
+   * Demand reads of the layer blobs since the layers opened (the header and index reads of the
+   * open itself come before any trace can help): misses waited on the registry, hits did not.
+   */
+  demand(): { misses: number; hits: number; missesAfterMount: number };
   /** Unmounts (lazily if busy and `force`), detaches, stops serving, flushes and closes the layers. */
   close(opts?: { force?: boolean }): Promise<void>;
 }
@@ -108,28 +129,43 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       // virtualSize 0: the size of the layers below (the image chain's default for a new layer).
       ...(spec.upper.create ? { create: spec.upper.create.virtualSize > 0 ? { virtualSize: spec.upper.create.virtualSize } : {} } : {}),
     };
+    const tap = new TraceTap(spec.lowers.map((l) => l.name));
     const chain = await openImageChain({
       lowers: spec.lowers.map((l): LowerSpec => ({ chain: chainSpec(l, ctx) })),
       ...(upper ? { upper } : {}),
-      config: layerChainConfig({ cache: ctx.cache }),
+      config: layerChainConfig({ cache: ctx.cache, extra: { layer: [tap.filter()] } }),
       parallel: 32,
     }, owner);
     const disk = chain.disk;
     owner.defer('flush', async () => { if (disk.writable) await disk.flush(); });
     const openMs = performance.now() - t0;
+    const countDemand = (): { misses: number; hits: number } => chain.layers.reduce((acc, l) => ({
+      misses: acc.misses + (l.cached?.stats.misses ?? 0), hits: acc.hits + (l.cached?.stats.hits ?? 0) }), { misses: 0, hits: 0 });
+    const atOpen = countDemand();
     if (ctx.background.enable) {
       const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
       owner.defer('background download', async () => background.stop());
     }
+    // Trace work stops before the layers close (and on a failed attach too).
+    const beforeClose = new Owner();
+    owner.defer('trace record/replay', () => beforeClose.close());
+    const traced: TracedLayers = { layers: chain.layers, tap, stack: chain.stack, onClose: (what, fn) => beforeClose.defer(what, fn) };
+    await spec.beforeMount?.(traced);
     const mount: MountHandle = await mountDisk(disk, {
       workDir: spec.workDir, readOnly: !disk.writable, description: spec.name,
       ...(spec.mountPoint ? { mountPoint: spec.mountPoint } : {}),
       ...(spec.mkfs ? { format: ['mkfs.ext4', ...mkfsArgs()] } : {}),
       ...(ctx.readAheadKB !== undefined ? { readAheadKB: ctx.readAheadKB } : {}),
     });
+    const atMount = countDemand();
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
     return {
+      ...traced,
+      demand: () => {
+        const now = countDemand();
+        return { misses: now.misses - atOpen.misses, hits: now.hits - atOpen.hits, missesAfterMount: now.misses - atMount.misses };
+      },
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
       fetched: () => blobs.reduce((acc, d) => {

@@ -66,7 +66,7 @@ export class DeviceTable {
     const d = await e.attached.catch(() => undefined);
     if (d) {
       await d.close(opts);
-      log.info({ name: e.spec.name, device: d.device, fetchedBytes: d.fetched().bytes, fetchRequests: d.fetched().requests }, 'detached');
+      log.info({ name: e.spec.name, device: d.device, fetchedBytes: d.fetched().bytes, fetchRequests: d.fetched().requests, ...demandCounts(d) }, 'detached');
     }
     e.users.delete(user);
     if (this.entries.get(owner) === e && e.users.size === 0) this.entries.delete(owner);
@@ -81,6 +81,11 @@ export class DeviceTable {
       await d?.close({ force: true }).catch((err: unknown) => log.warn({ err: errorMessage(err), name: e.spec.name }, 'detach at shutdown'));
     }));
   }
+}
+
+function demandCounts(d: AttachedDevice): Record<string, number> {
+  const c = d.demand();
+  return { demandMisses: c.misses, demandHits: c.hits, demandMissesAfterMount: c.missesAfterMount };
 }
 
 function roundAll(t: object): Record<string, number> {

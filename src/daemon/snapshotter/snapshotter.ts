@@ -28,6 +28,7 @@ import { diskUsage, type Usage } from './usage.ts';
 import { writeDeviceConfig, type ConfigLower } from './device-config.ts';
 import { Recovery } from './recovery.ts';
 import { WritableDisks } from './writable.ts';
+import { TraceSessions } from './trace.ts';
 import type { LowerPlan, SnapshotterCore } from './core.ts';
 
 export interface Info { name: string; parent: string; kind: Kind; createdMs: number; updatedMs: number; labels: Record<string, string> }
@@ -39,11 +40,13 @@ export class Snapshotter implements SnapshotterCore {
   readonly layout: Layout;
   readonly devices: DeviceTable;
   private readonly writable: WritableDisks;
+  readonly traces: TraceSessions;
 
   private constructor(readonly db: MetadataStore, readonly config: SnapshotterConfig, readonly ctx: DeviceContext) {
     this.layout = new Layout(config.root);
     this.devices = new DeviceTable(ctx);
     this.writable = new WritableDisks(this);
+    this.traces = new TraceSessions(this);
   }
 
   /** Opens the root, cleans up after a crash, and starts re-attaching devices active snapshots need. */
@@ -104,17 +107,18 @@ export class Snapshotter implements SnapshotterCore {
   }
 
   /** The device spec of a read-only chain's shared mount. */
-  roSpec(block: NonNullable<LowerPlan['block']>): () => DeviceSpec {
+  roSpec(block: NonNullable<LowerPlan['block']>, beforeMount?: DeviceSpec['beforeMount']): () => DeviceSpec {
     return () => ({
       name: `image ${block.imageRef}`, lowers: block.lowers,
       workDir: this.layout.block(block.owner.id), mountPoint: this.layout.mountPoint(block.owner.id),
+      ...(beforeMount ? { beforeMount } : {}),
     });
   }
 
   /** Attaches the chain's device for `user`, naming the image and registry when that fails. */
-  async attachChain(block: NonNullable<LowerPlan['block']>, user: number): Promise<void> {
+  async attachChain(block: NonNullable<LowerPlan['block']>, user: number, beforeMount?: DeviceSpec['beforeMount']): Promise<void> {
     try {
-      await this.devices.acquire(block.owner.id, user, this.roSpec(block));
+      await this.devices.acquire(block.owner.id, user, this.roSpec(block, beforeMount));
     } catch (err) {
       throw attachError(block.imageRef, block.lowers, err);
     }
@@ -155,12 +159,13 @@ export class Snapshotter implements SnapshotterCore {
     const row = await this.insertWithDirs({ name: key, parentId: parent?.id ?? null, kind, labels, storage: 'normal' }, kind === 'active');
     faultPoint('prepare:after-insert');
     try {
-      if (plan.block) await this.attachChain(plan.block, row.id);
+      if (plan.block) await this.attachChain(plan.block, row.id, kind === 'active' ? await this.traces.beforeMount(row, plan, labels) : undefined);
     } catch (err) {
       await this.dropRow(row).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed prepare'));
       throw err;
     }
     faultPoint('prepare:after-attach');
+    if (kind === 'active') await this.traces.prepared(row, plan, labels);
     return this.mountsOf(row, plan);
   }
 
@@ -292,6 +297,7 @@ export class Snapshotter implements SnapshotterCore {
       // A dadi layer's own shared mount: no children means no users, so this only tidies up.
       for (const u of [...this.devices.users(row.id)]) await this.devices.release(row.id, u, { force: true });
     }
+    await this.traces.removed(row);
     faultPoint('remove:before-db');
     await this.dropRow(row);
     faultPoint('remove:after-db');
@@ -376,6 +382,7 @@ export class Snapshotter implements SnapshotterCore {
   }
 
   async close(): Promise<void> {
+    await this.traces.closeAll();
     await this.devices.closeAll();
     this.db.close();
   }

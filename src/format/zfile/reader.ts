@@ -9,7 +9,7 @@
 import { FormatError } from '../../errors.ts';
 import { availableParallelism } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
-import { PLAIN_SOURCE, readFully, type ByteSource } from '../../io/types.ts';
+import { PLAIN_SOURCE, readFully, type ByteSource, type PrefetchKind, type SourceCaps } from '../../io/types.ts';
 import { crc32c } from '../crc32c.ts';
 import { decodeInto } from './block-decode.ts';
 import type { DecodeFailure, DecodeRequest } from './block-decode-thread.ts';
@@ -103,8 +103,11 @@ interface Scratch {
   decompressor: BlockDecompressor;
 }
 
+const PREFETCH_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true });
+
 export class ZFileReader implements ByteSource {
-  readonly caps = PLAIN_SOURCE;
+  /** Prefetch passes through (mapped to the compressed blocks) when the source below can prefetch. */
+  readonly caps: SourceCaps;
   readonly size: number;
   readonly name: string;
   private readonly pool: Scratch[] = [];
@@ -122,6 +125,7 @@ export class ZFileReader implements ByteSource {
   ) {
     this.size = details.originalSize;
     this.name = src.name ?? 'zfile';
+    this.caps = src.caps.prefetch ? PREFETCH_CAPS : PLAIN_SOURCE;
     this.checkCrc = (opts.verify ?? true) && details.verify;
     this.threads = Math.max(0, Math.floor(opts.threads ?? (isMainThread ? availableParallelism() : 0)));
     this.threadMinBytes = Math.max(details.blockSize, opts.threadMinBytes ?? THREAD_MIN_BYTES);
@@ -224,6 +228,19 @@ export class ZFileReader implements ByteSource {
       this.release(scratch);
     }
     return len;
+  }
+
+  /**
+   * The `prefetch` capability (when the source below has it): the compressed bytes of the blocks
+   * holding [offset, offset+length), so a later read of that range decodes without fetching.
+   */
+  prefetch(offset: number, length: number, kind: PrefetchKind): Promise<void> {
+    if (!this.src.prefetch || length <= 0 || offset >= this.size) return Promise.resolve();
+    const bs = this.details.blockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((Math.min(this.size, offset + length) - 1) / bs);
+    const start = this.table.start(first);
+    return this.src.prefetch(start, this.table.start(last + 1) - start, kind);
   }
 
   async close(): Promise<void> {

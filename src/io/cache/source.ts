@@ -286,11 +286,20 @@ export class CachedSource implements ByteSource {
    */
   prefetch(offset: number, length: number, kind: PrefetchKind): Promise<void> {
     if (this.closing || length <= 0 || offset >= this.size || this.map.complete) return Promise.resolve();
-    const first = Math.floor(offset / this.unit);
-    const last = Math.min(this.map.units - 1, Math.floor((Math.min(this.size, offset + length) - 1) / this.unit));
-    if (this.map.allPresent(first, last)) return Promise.resolve();
-    const lastPage = Math.min(this.map.pages, (last + 1) * this.map.pagesPerUnit) - 1;
-    const fetches = new Set(this.planFetches(first * this.map.pagesPerUnit, lastPage, kind));
+    let firstPage: number;
+    let lastPage: number;
+    if (kind === 'trace') {
+      // A trace names the bytes that will be read: its pages only, not whole refill units.
+      firstPage = Math.floor(offset / this.page);
+      lastPage = Math.min(this.map.pages - 1, Math.floor((Math.min(this.size, offset + length) - 1) / this.page));
+    } else {
+      const first = Math.floor(offset / this.unit);
+      const last = Math.min(this.map.units - 1, Math.floor((Math.min(this.size, offset + length) - 1) / this.unit));
+      if (this.map.allPresent(first, last)) return Promise.resolve();
+      firstPage = first * this.map.pagesPerUnit;
+      lastPage = Math.min(this.map.pages, (last + 1) * this.map.pagesPerUnit) - 1;
+    }
+    const fetches = new Set(this.planFetches(firstPage, lastPage, kind));
     fetches.delete(undefined);
     return Promise.all([...fetches].map((p) => p!.then(noop, (err) => {
       log.debug({ digest: this.digest, kind, err: errorMessage(err) }, 'prefetch failed');
