@@ -122,7 +122,7 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
   const infos: RemoteLayerInfo[] = new Array(diskLayers.length);
   const chain = await openImageChain({
     lowers: diskLayers.map((r) => {
-      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
+      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize, ...(r.obd.verifyTable ? { table: r.obd.verifyTable } : {}) };
       return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
@@ -167,7 +167,7 @@ async function openLayoutImage(ref: string, opts: RemoteImageOptions, started: n
   const infos: RemoteLayerInfo[] = new Array(diskLayers.length);
   const chain = await openImageChain({
     lowers: diskLayers.map((r) => {
-      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
+      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize, ...(r.obd.verifyTable ? { table: r.obd.verifyTable } : {}) };
       return { chain: { name: `${ref} layer ${r.index} (${blob.digest})`, blob, upstream: fileUpstream(layout.blobPath(blob.digest)) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),

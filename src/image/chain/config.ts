@@ -7,6 +7,7 @@ import type { BlobCache } from '../../io/cache.ts';
 import { cacheFilter } from './filters/cache.ts';
 import { guardFilter } from './filters/guard.ts';
 import { readAheadFilter } from './filters/read-ahead.ts';
+import { verifyFilter } from './filters/verify.ts';
 import type { ChainFilter, LayerChainConfig } from './layer.ts';
 
 export interface ExtraFilters {
@@ -24,6 +25,8 @@ export interface ChainOptions {
   /** Sequential read-ahead into the cache (default 4 refill units; 0: off). */
   readAheadBytes?: number;
   extra?: ExtraFilters;
+  /** Check fetched bytes against the blob's chunk digest table when it has one (default true). */
+  verify?: boolean;
 }
 
 export function layerChainConfig(o: ChainOptions): LayerChainConfig {
@@ -31,7 +34,7 @@ export function layerChainConfig(o: ChainOptions): LayerChainConfig {
     ? [cacheFilter(o.cache), readAheadFilter(o.readAheadBytes ?? 4 * o.cache.refillUnit)]
     : [];
   return {
-    blob: [...(o.extra?.upstream ?? []), ...cached, ...(o.extra?.blob ?? [])],
+    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false ? [] : [verifyFilter()]), ...cached, ...(o.extra?.blob ?? [])],
     layer: [guardFilter(), ...(o.extra?.layer ?? [])],
   };
 }

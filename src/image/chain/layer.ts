@@ -8,11 +8,18 @@
  */
 import { FormatError } from '../../errors.ts';
 import type { ReadOnlyLayer, SegmentIndex } from '../../format/lsmt/types.ts';
+import type { DigestTableRef } from '../../format/tar/digest-table.ts';
 import { openLayerSource, type DetectedLayer, type LayerWrapper } from '../../format/open-layer.ts';
 import type { CacheHandle } from '../../io/cache.ts';
 import type { ByteSource } from '../../io/types.ts';
+import type { VerifyCounters } from '../../io/verify.ts';
 
-export interface BlobRef { digest: string; size: number }
+export interface BlobRef {
+  digest: string;
+  size: number;
+  /** The blob's chunk digest table (verify-table annotation): fetched bytes are then verified. */
+  table?: DigestTableRef;
+}
 
 /** Where a layer's bytes come from. */
 export interface Upstream {
@@ -33,6 +40,9 @@ export interface ChainContext {
   pauseWhileAttaching: Array<() => () => void>;
   /** Counted by the guard: cached bytes dropped after they failed a format check. */
   corruptRefetches: number;
+  /** Set by the verify filter: the blob's table member (checked against its annotation) and its counters. */
+  verifyTable?: Uint8Array;
+  verify?: VerifyCounters;
 }
 
 /** A stage inserted into a chain: wraps `next`, closes it when closed. */
