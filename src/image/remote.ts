@@ -57,6 +57,8 @@ export interface RemoteImageOptions {
   logStatsOnClose?: boolean;
   /** More stages in every layer's chain (see chain/config.ts). */
   filters?: ExtraFilters;
+  /** Check fetched bytes against each layer's chunk digest table when it has one (default true). */
+  verify?: boolean;
 }
 
 export interface RemoteImage {
@@ -126,7 +128,7 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
       return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
-    config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}) }),
+    config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}), ...(opts.verify === false ? { verify: false } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {
       const r = diskLayers[i]!;
@@ -171,7 +173,7 @@ async function openLayoutImage(ref: string, opts: RemoteImageOptions, started: n
       return { chain: { name: `${ref} layer ${r.index} (${blob.digest})`, blob, upstream: fileUpstream(layout.blobPath(blob.digest)) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
-    config: layerChainConfig({ ...(opts.filters ? { extra: opts.filters } : {}) }),
+    config: layerChainConfig({ ...(opts.filters ? { extra: opts.filters } : {}), ...(opts.verify === false ? { verify: false } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {
       const t0 = performance.now();

@@ -97,7 +97,7 @@ test('appendDigestTable: the first member reads as before, the table covers ever
       extract.on('entry', (h, stream, next) => {
         names.push(h.name);
         const parts: Buffer[] = [];
-        stream.on('data', (c: Buffer) => parts.push(c));
+        stream.on('data', (c: unknown) => parts.push(c as Buffer));
         stream.on('end', () => { if (h.name === 'overlaybd.commit') assert.deepEqual(Buffer.concat(parts), payload); next(); });
       });
       extract.on('finish', resolve);
