@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,7 @@ import { openTarPayload } from '../../../src/format/tar/reader.ts';
 import { TarWrapSink } from '../../../src/format/tar/writer.ts';
 import { MemorySource } from '../../../src/io/memory.ts';
 import { FileSink } from '../../../src/io/sink.ts';
+import { runDadi } from '../../helpers/env.ts';
 
 const chunkSizeArb = fc.constantFrom(4096, 8192, 65536, 1 << 20);
 
@@ -116,4 +118,26 @@ test('appendDigestTable is deterministic: the same layer file gives the same blo
   await tarWrapped(join(dir, 'b'), payload);
   const [a, b] = [await appendDigestTable(join(dir, 'a')), await appendDigestTable(join(dir, 'b'))];
   assert.deepEqual(a, b);
+});
+
+test('dadi layer commit --tar --digest-table: GNU tar lists both members, the layer reads as before, the printed annotation names the table', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'dadi-table-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const [d, i, out] = [join(dir, 'd'), join(dir, 'i'), join(dir, 'out.tar')];
+  assert.equal((await runDadi(['layer', 'create', d, i, '--size', '64M'])).code, 0);
+  const res = await runDadi(['layer', 'commit', d, i, out, '--tar', '--compress', 'lz4', '--digest-table']);
+  assert.equal(res.code, 0, res.stderr);
+  const m = /verify-table=(\S+)/.exec(res.stdout.toString());
+  const ref = parseTableRef(m?.[1] ?? '');
+  assert.ok(ref, res.stdout.toString());
+  const blob = await readFile(out);
+  assert.equal(ref.offset + ref.length, blob.length);
+  assert.equal(`sha256:${createHash('sha256').update(blob.subarray(ref.offset)).digest('hex')}`, ref.digest);
+  assert.deepEqual(execFileSync('tar', ['-tf', out], { encoding: 'utf8' }).trim().split('\n'), ['overlaybd.commit', TABLE_MEMBER_NAME]);
+  const info = await runDadi(['layer', 'info', out]);
+  assert.equal(info.code, 0, info.stderr);
+  assert.match(info.stdout.toString(), /wrappers:\s+tar > zfile\(lz4/);
+  const refused = await runDadi(['layer', 'commit', d, i, join(dir, 'x'), '--digest-table']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /--digest-table needs --tar/);
 });
