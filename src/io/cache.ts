@@ -132,7 +132,7 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
     const names = await readdir(this.blobDir());
     const maps = new Set(names.filter((n) => n.endsWith('.map')).map((n) => n.slice(0, -4)));
     for (const name of names) {
-      const hex = name.replace(/\.(data|map)$/, '');
+      const hex = name.replace(/\.(data|map|table)$/, '');
       const path = join(this.blobDir(), name);
       if (name.endsWith(`.map${MAP_TEMP_SUFFIX}`)) {
         await rm(path, { force: true }); // a map replacement interrupted by a crash
@@ -142,6 +142,10 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
       if (name.endsWith('.data') && !maps.has(hex)) {
         log.info({ path }, 'cache: removing data file without a map (interrupted eviction)');
         await rm(path, { force: true });
+        continue;
+      }
+      if (name.endsWith('.table') && !maps.has(hex)) {
+        await rm(path, { force: true }); // the verify table of a blob evicted meanwhile
         continue;
       }
       if (!name.endsWith('.map')) continue;
