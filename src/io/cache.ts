@@ -10,7 +10,7 @@
  * without a map, which the next open deletes.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
@@ -120,6 +120,11 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
    * Keeps a blob's chunk digest table member (already checked against its annotation) beside its
    * cached data, for offline checks (`dadi cache verify`). Removed with the blob.
    */
+  /** The table kept by saveTable, if any (callers check it against its annotation digest). */
+  async loadTable(digest: string): Promise<Uint8Array | undefined> {
+    return readFile(this.paths(digest).tablePath).catch(() => undefined);
+  }
+
   async saveTable(digest: string, member: Uint8Array): Promise<void> {
     const { tablePath } = this.paths(digest);
     const tmp = `${tablePath}.${process.pid}.tmp`;

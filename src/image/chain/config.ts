@@ -34,7 +34,7 @@ export function layerChainConfig(o: ChainOptions): LayerChainConfig {
     ? [cacheFilter(o.cache), readAheadFilter(o.readAheadBytes ?? 4 * o.cache.refillUnit)]
     : [];
   return {
-    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false ? [] : [verifyFilter()]), ...cached, ...(o.extra?.blob ?? [])],
+    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false ? [] : [verifyFilter(o.cache)]), ...cached, ...(o.extra?.blob ?? [])],
     layer: [guardFilter(), ...(o.extra?.layer ?? [])],
   };
 }

@@ -40,7 +40,7 @@ export interface ChainContext {
   pauseWhileAttaching: Array<() => () => void>;
   /** Counted by the guard: cached bytes dropped after they failed a format check. */
   corruptRefetches: number;
-  /** Set by the verify filter: the blob's table member (checked against its annotation) and its counters. */
+  /** Set by the verify filter: a table member fetched and checked against its annotation (for the cache to keep), and its counters. */
   verifyTable?: Uint8Array;
   verify?: VerifyCounters;
 }

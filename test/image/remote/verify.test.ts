@@ -10,10 +10,12 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import type { DigestTableRef } from '../../../src/format/tar/digest-table.ts';
 import { openRemoteImage } from '../../../src/image/remote.ts';
+import { cachePaths } from '../../../src/io/cache.ts';
 import { requireSystem, tempDir } from '../../helpers/env.ts';
 import { startFaultProxy, type FaultProxy } from '../../helpers/fault-proxy.ts';
 import { startDockerRegistry, type TestRegistry } from '../../helpers/registry.ts';
@@ -26,7 +28,7 @@ const MiB = 1 << 20;
 const VSIZE = 64 * MiB;
 const PIECE = 256 << 10;
 
-interface Setup { reg: TestRegistry; proxy: FaultProxy; probe: LocalProbe; dir: string; ref: string; digest: string }
+interface Setup { reg: TestRegistry; proxy: FaultProxy; probe: LocalProbe; dir: string; ref: string; digest: string; table: DigestTableRef | undefined }
 
 async function setup(t: TestContext, compress: 'none' | 'zstd', table: boolean, seed: number): Promise<Setup> {
   const dir = await tempDir(t);
@@ -37,7 +39,7 @@ async function setup(t: TestContext, compress: 'none' | 'zstd', table: boolean, 
   const proxy = await startFaultProxy(t, reg.url);
   const probe = await openLocalProbe([layer.path]);
   t.after(() => probe.close());
-  return { reg, proxy, probe, dir, ref: `${proxy.hostPort}/verify/app:v1`, digest: img.layers[0]!.digest };
+  return { reg, proxy, probe, dir, ref: `${proxy.hostPort}/verify/app:v1`, digest: img.layers[0]!.digest, table: layer.table };
 }
 
 /**
@@ -149,4 +151,24 @@ test('dadi serve + nbdcopy through the flipping proxy: the copy fails with EIO a
   const want = createHash('sha256').update((await s.probe.read(0, VSIZE)).bytes).digest('hex');
   assert.equal(createHash('sha256').update(await readFile(out)).digest('hex'), want, 'the served disk is the layer content');
   assert.equal(await srv.stop(), 0);
+});
+
+test('the table is fetched once: a later attach on the same cache takes the kept table after checking its digest; a tampered kept table is fetched again', async (t) => {
+  if (!requireSystem(t, { commands: ['docker-registry'] })) return;
+  const s = await setup(t, 'none', true, 6);
+  const cacheDir = join(s.dir, 'cache');
+  const tableRange = `bytes=${s.table!.offset}-${s.table!.offset + s.table!.length - 1}`;
+  const tableGets = (): number => s.proxy.log.filter((l) => l.method === 'GET' && String(l.headers.range) === tableRange).length;
+  const attach = async (): Promise<void> => (await openRemoteImage(s.ref, { cacheDir, background: { enable: false }, logStatsOnClose: false })).close();
+  await attach();
+  assert.equal(tableGets(), 1);
+  await attach();
+  assert.equal(tableGets(), 1, 'the second attach used the kept table');
+  const kept = cachePaths(cacheDir, s.digest.slice(7)).tablePath;
+  const bytes = await readFile(kept);
+  bytes[bytes.length - 1024 - 1]! ^= 1;
+  await writeFile(kept, bytes);
+  await attach();
+  assert.equal(tableGets(), 2, 'a kept table that does not match the annotation is not used');
+  assert.ok(!(await readFile(kept)).equals(bytes), 'and the good table is kept again');
 });

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { DiskError } from '../../../errors.ts';
 import { tableFromMember, type DigestTableRef } from '../../../format/tar/digest-table.ts';
+import type { BlobCache } from '../../../io/cache.ts';
 import { canRefetch } from '../../../io/refetch.ts';
 import type { ByteSource } from '../../../io/types.ts';
 import { VerifiedSource } from '../../../io/verify.ts';
@@ -31,16 +32,21 @@ async function loadTableMember(next: ByteSource, ref: DigestTableRef, ctx: Chain
     `does not match the digest ${ref.digest} in the layer's annotation, again after refetching`);
 }
 
-export function verifyFilter(): ChainFilter {
+/**
+ * `tables`: where verified tables are kept (the block cache); a kept table whose digest matches
+ * the annotation saves the fetch at attach, one round trip off every attach after the first.
+ */
+export function verifyFilter(tables?: Pick<BlobCache, 'loadTable'>): ChainFilter {
   return async (next, ctx) => {
     const ref = ctx.blob?.table;
-    if (!ref) return next;
-    const member = await loadTableMember(next, ref, ctx);
+    if (!ref || !ctx.blob) return next;
+    const kept = await tables?.loadTable(ctx.blob.digest);
+    const member = kept && kept.length === ref.length && digestOf(kept) === ref.digest ? kept : await loadTableMember(next, ref, ctx);
     const table = tableFromMember(member, ctx.name, ref.offset);
     if (table.covered !== ref.offset) {
       throw new DiskError('EIO', `${ctx.name}: the verify table covers ${table.covered} bytes but sits at ${ref.offset}`);
     }
-    ctx.verifyTable = member;
+    if (member !== kept) ctx.verifyTable = member; // new to the cache: the cache filter keeps it
     const src = new VerifiedSource(next, { chunkSize: table.chunkSize, covered: table.covered, digests: table.digests, tail: member }, ctx.name);
     ctx.verify = src.counters;
     return src;
