@@ -25,7 +25,12 @@ export interface ChainOptions {
   /** Sequential read-ahead into the cache (default 4 refill units; 0: off). */
   readAheadBytes?: number;
   extra?: ExtraFilters;
-  /** Check fetched bytes against the blob's chunk digest table when it has one (default true). */
+  /**
+   * Check fetched bytes against the blob's chunk digest table when it has one (default true).
+   * Only chains with a cache fetch from an upstream that may lie (registry, mirror, peer); a chain
+   * without one reads local files on every read, where checking 64 KiB per read would cost more
+   * than it guards.
+   */
   verify?: boolean;
 }
 
@@ -34,7 +39,7 @@ export function layerChainConfig(o: ChainOptions): LayerChainConfig {
     ? [cacheFilter(o.cache), readAheadFilter(o.readAheadBytes ?? 4 * o.cache.refillUnit)]
     : [];
   return {
-    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false ? [] : [verifyFilter(o.cache)]), ...cached, ...(o.extra?.blob ?? [])],
+    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false || !o.cache ? [] : [verifyFilter(o.cache)]), ...cached, ...(o.extra?.blob ?? [])],
     layer: [guardFilter(), ...(o.extra?.layer ?? [])],
   };
 }

@@ -67,6 +67,8 @@ export interface ChainLayer extends ReadOnlyLayer {
   /** The cached blob under this layer, when the chain has a cache. */
   readonly cached: CacheHandle | undefined;
   readonly corruptRefetches: number;
+  /** Chunk verification counters, when the blob has a digest table. */
+  readonly verify?: VerifyCounters;
 }
 
 export function isCorruption(err: unknown): boolean {
@@ -100,6 +102,7 @@ class OpenedLayer implements ChainLayer {
   get wrappers(): LayerWrapper[] { return this.detected.wrappers; }
   get cached(): CacheHandle | undefined { return this.ctx.cache; }
   get corruptRefetches(): number { return this.ctx.corruptRefetches; }
+  get verify(): VerifyCounters | undefined { return this.ctx.verify; }
   /** The layer filters close the decoded data, which closes the decoders, the blob filters and the upstream. */
   close(): Promise<void> { return this.data.close(); }
 }

@@ -86,8 +86,9 @@ for (const compress of ['none', 'zstd'] as const) {
     const e = bad.firstError as NodeJS.ErrnoException;
     assert.equal(e.code, 'EIO');
     assert.match(e.message, new RegExp(`layer 0 \\(${s.digest}\\): chunk \\d+ \\(bytes \\d+\\.\\.\\d+\\) from .*${s.proxy.hostPort}.*does not match its digest`));
-    // The proxy was asked twice for a failing chunk (the read, then the refetch).
     assert.ok(s.proxy.log.some((l) => l.fault === 'corrupt'));
+    const v = remote.layers[0]!.verify!;
+    assert.ok(v.failures >= 12 && v.mismatches >= v.failures && v.recovered === 0, JSON.stringify(v));
     s.proxy.clear();
     const good = await readAll(remote.disk, s.probe);
     assert.deepEqual({ wrong: good.wrong, failed: good.failed }, { wrong: 0, failed: 0 }, 'the cache kept no bad bytes');
@@ -109,6 +110,8 @@ test('a chunk that fails is refetched alone and used when the refetch is good (t
     && (() => { const [, a, b] = /^bytes=(\d+)-(\d+)$/.exec(String(l.headers.range))!; return Number(b) - Number(a) + 1 === 64 << 10; })()).length;
   assert.ok(corrupt >= 12, `the proxy corrupted ${corrupt} responses`);
   assert.ok(refetches >= 12, `single chunks were refetched (${refetches})`);
+  const v = remote.layers[0]!.verify!;
+  assert.ok(v.recovered >= 12 && v.failures === 0 && v.recovered === v.mismatches, JSON.stringify(v));
 });
 
 test('control: the same uncompressed layer without a table through the same proxy reads wrong bytes (what the table prevents)', async (t) => {
