@@ -79,6 +79,7 @@ for (const compress of ['none', 'zstd'] as const) {
       cacheDir: join(s.dir, 'cache'), background: { enable: false }, logStatsOnClose: false, clientOptions: { backoffMs: 10 },
     });
     t.after(() => remote.close());
+    assert.equal(remote.info.layers[0]!.verified, true);
     flipEveryBigBlobResponse(s);
     const bad = await readAll(remote.disk, s.probe);
     assert.equal(bad.wrong, 0, 'no read returned wrong bytes');
@@ -121,6 +122,7 @@ test('control: the same uncompressed layer without a table through the same prox
     cacheDir: join(s.dir, 'cache'), background: { enable: false }, logStatsOnClose: false, clientOptions: { backoffMs: 10 },
   });
   t.after(() => remote.close());
+  assert.equal(remote.info.layers[0]!.verified, false);
   flipEveryBigBlobResponse(s);
   const r = await readAll(remote.disk, s.probe);
   assert.ok(r.wrong > 0, `expected wrong bytes without a table (right ${r.right}, failed ${r.failed})`);
