@@ -3,6 +3,7 @@
  * on each layer descriptor, which containerd copies into snapshot labels, and the recogniser that
  * turns a descriptor into what attaching needs. Writers (dadi convert) use the same constants.
  */
+import { formatTableRef, parseTableRef, type DigestTableRef } from '../format/tar/digest-table.ts';
 import { isDigest } from '../registry/digest.ts';
 import type { Descriptor } from '../registry/oci.ts';
 
@@ -17,6 +18,12 @@ export const Annotation = {
   turboTargetDigest: `${PREFIX}/turbo-oci/target-digest`,
   turboTargetMediaType: `${PREFIX}/turbo-oci/target-media-type`,
   fastociTargetDigest: `${PREFIX}/fastoci/target-digest`,
+  /**
+   * dadi's chunk digest table of the blob (format/tar/digest-table.ts):
+   * `sha256:<hex of the table member>;offset=<n>;length=<n>`. Under containerd.io/snapshot/ so
+   * containerd passes it to the snapshotter as a label; other tools ignore it.
+   */
+  verifyTable: 'containerd.io/snapshot/dadi/verify-table',
 } as const;
 
 /** The version string of native overlaybd layers (what dadi writes). */
@@ -38,6 +45,20 @@ export interface OverlaybdLayer {
   fsType?: string;
   /** turboOCI / fastoci layers point at an original OCI blob; dadi does not attach those. */
   turboTargetDigest?: string;
+  /** Where the blob's chunk digest table is and its digest: reads are then verified chunk by chunk. */
+  verifyTable?: DigestTableRef;
+}
+
+/** The verify-table annotation (or label) of a blob of `blobSize` bytes; malformed values throw, naming them. */
+export function verifyTableOf(a: Record<string, string>, blobSize: number, where: string): DigestTableRef | undefined {
+  const text = a[Annotation.verifyTable];
+  if (text === undefined) return undefined;
+  const ref = parseTableRef(text);
+  if (!ref) throw new AnnotationError(`${where}: ${Annotation.verifyTable} is ${JSON.stringify(text)}, not "sha256:<hex>;offset=<n>;length=<n>"`);
+  if (ref.offset + ref.length !== blobSize) {
+    throw new AnnotationError(`${where}: ${Annotation.verifyTable} places the table at ${ref.offset}+${ref.length}, but the blob is ${blobSize} bytes`);
+  }
+  return ref;
 }
 
 /** Thrown for a descriptor that claims to be overlaybd but whose annotations are unusable. */
@@ -67,6 +88,7 @@ export function recogniseLayer(d: Descriptor, where = `layer ${d.digest}`): Over
   const version = a[Annotation.version] ?? NATIVE_VERSION;
   const target = a[Annotation.turboTargetDigest] ?? a[Annotation.fastociTargetDigest];
   const fsType = a[Annotation.fsType];
+  const verifyTable = verifyTableOf(a, blobSize, where);
   return {
     blobDigest: digest,
     blobSize,
@@ -74,6 +96,7 @@ export function recogniseLayer(d: Descriptor, where = `layer ${d.digest}`): Over
     accelerationLayer: a[Annotation.accelerationLayer] === 'yes',
     ...(fsType !== undefined ? { fsType } : {}),
     ...(target !== undefined ? { turboTargetDigest: target } : {}),
+    ...(verifyTable ? { verifyTable } : {}),
   };
 }
 
@@ -84,12 +107,13 @@ export function isTurboVersion(version: string): boolean {
 
 /** The annotations a native overlaybd layer descriptor carries (what `dadi convert` writes). */
 export function overlaybdLayerAnnotations(blobDigest: string, blobSize: number,
-  extra: { accelerationLayer?: boolean; fsType?: string } = {}): Record<string, string> {
+  extra: { accelerationLayer?: boolean; fsType?: string; verifyTable?: DigestTableRef } = {}): Record<string, string> {
   return {
     [Annotation.version]: NATIVE_VERSION,
     [Annotation.blobDigest]: blobDigest,
     [Annotation.blobSize]: String(blobSize),
     ...(extra.fsType !== undefined ? { [Annotation.fsType]: extra.fsType } : {}),
     ...(extra.accelerationLayer ? { [Annotation.accelerationLayer]: 'yes' } : {}),
+    ...(extra.verifyTable ? { [Annotation.verifyTable]: formatTableRef(extra.verifyTable) } : {}),
   };
 }

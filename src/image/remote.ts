@@ -65,6 +65,8 @@ export interface RemoteImageOptions {
   routes?: readonly BlobRoute[];
   /** Per-upstream timeout (ms) of routes and mirrors before the next is tried (default 5000). */
   upstreamTimeoutMs?: number;
+  /** Check fetched bytes against each layer's chunk digest table when it has one (default true). */
+  verify?: boolean;
 }
 
 export interface RemoteImage {
@@ -131,11 +133,11 @@ async function openRegistryImage(ref: string, opts: RemoteImageOptions, started:
   const infos: RemoteLayerInfo[] = new Array(diskLayers.length);
   const chain = await openImageChain({
     lowers: diskLayers.map((r) => {
-      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
+      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize, ...(r.obd.verifyTable ? { table: r.obd.verifyTable } : {}) };
       return { chain: { name: `${reference} layer ${r.index} (${blob.digest})`, blob, upstream: registryUpstream(client, parsed, blob, routes) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
-    config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}) }),
+    config: layerChainConfig({ cache, ...(opts.filters ? { extra: opts.filters } : {}), ...(opts.verify === false ? { verify: false } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {
       const r = diskLayers[i]!;
@@ -193,11 +195,11 @@ async function openLayoutImage(ref: string, opts: RemoteImageOptions, started: n
   const infos: RemoteLayerInfo[] = new Array(diskLayers.length);
   const chain = await openImageChain({
     lowers: diskLayers.map((r) => {
-      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize };
+      const blob = { digest: r.obd.blobDigest, size: r.obd.blobSize, ...(r.obd.verifyTable ? { table: r.obd.verifyTable } : {}) };
       return { chain: { name: `${ref} layer ${r.index} (${blob.digest})`, blob, upstream: fileUpstream(layout.blobPath(blob.digest)) } };
     }),
     ...(opts.writableDir ? { upper: await upperIn(opts.writableDir) } : {}),
-    config: layerChainConfig({ ...(opts.filters ? { extra: opts.filters } : {}) }),
+    config: layerChainConfig({ ...(opts.filters ? { extra: opts.filters } : {}), ...(opts.verify === false ? { verify: false } : {}) }),
     parallel: opts.parallel ?? 8,
     measure: async (i, open) => {
       const t0 = performance.now();

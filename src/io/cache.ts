@@ -10,7 +10,7 @@
  * without a map, which the next open deletes.
  */
 import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readdir, rm, stat, statfs, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
@@ -55,6 +55,12 @@ export function resolveCacheDir(flag?: string, env: NodeJS.ProcessEnv = process.
 }
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
+
+/** The files of one cached blob (hex = the digest's hex): data, presence map, verify table. */
+export function cachePaths(dir: string, hex: string): { dataPath: string; mapPath: string; tablePath: string } {
+  const base = join(dir, 'blobs', 'sha256', hex);
+  return { dataPath: `${base}.data`, mapPath: `${base}.map`, tablePath: `${base}.table` };
+}
 
 interface Entry {
   digest: string;
@@ -104,10 +110,26 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
     return join(this.opts.dir, 'blobs', 'sha256');
   }
 
-  private paths(digest: string): { dataPath: string; mapPath: string } {
+  private paths(digest: string): { dataPath: string; mapPath: string; tablePath: string } {
     const m = DIGEST.exec(digest);
     if (!m) throw new Error(`cache: not a sha256 digest: ${JSON.stringify(digest)}`);
-    return { dataPath: join(this.blobDir(), `${m[1]}.data`), mapPath: join(this.blobDir(), `${m[1]}.map`) };
+    return cachePaths(this.opts.dir, m[1]!);
+  }
+
+  /**
+   * Keeps a blob's chunk digest table member (already checked against its annotation) beside its
+   * cached data, for offline checks (`dadi cache verify`). Removed with the blob.
+   */
+  /** The table kept by saveTable, if any (callers check it against its annotation digest). */
+  async loadTable(digest: string): Promise<Uint8Array | undefined> {
+    return readFile(this.paths(digest).tablePath).catch(() => undefined);
+  }
+
+  async saveTable(digest: string, member: Uint8Array): Promise<void> {
+    const { tablePath } = this.paths(digest);
+    const tmp = `${tablePath}.${process.pid}.tmp`;
+    await writeFile(tmp, member);
+    await rename(tmp, tablePath);
   }
 
   private async scan(): Promise<void> {
@@ -115,7 +137,7 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
     const names = await readdir(this.blobDir());
     const maps = new Set(names.filter((n) => n.endsWith('.map')).map((n) => n.slice(0, -4)));
     for (const name of names) {
-      const hex = name.replace(/\.(data|map)$/, '');
+      const hex = name.replace(/\.(data|map|table)$/, '');
       const path = join(this.blobDir(), name);
       if (name.endsWith(`.map${MAP_TEMP_SUFFIX}`)) {
         await rm(path, { force: true }); // a map replacement interrupted by a crash
@@ -125,6 +147,10 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
       if (name.endsWith('.data') && !maps.has(hex)) {
         log.info({ path }, 'cache: removing data file without a map (interrupted eviction)');
         await rm(path, { force: true });
+        continue;
+      }
+      if (name.endsWith('.table') && !maps.has(hex)) {
+        await rm(path, { force: true }); // the verify table of a blob evicted meanwhile
         continue;
       }
       if (!name.endsWith('.map')) continue;
@@ -265,9 +291,10 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
   }
 
   private async evict(entry: Entry): Promise<void> {
-    const { dataPath, mapPath } = this.paths(entry.digest);
+    const { dataPath, mapPath, tablePath } = this.paths(entry.digest);
     await rm(mapPath, { force: true });
     await rm(dataPath, { force: true });
+    await rm(tablePath, { force: true });
     this.entries.delete(entry.digest);
     this.usedBytes -= entry.bytes;
     this.evictions++;

@@ -23,7 +23,7 @@ export type Fault =
   /** Keep Range upstream but answer 200 with just the partial body (a wrong 200). */
   | { kind: 'wrong200' }
   /** Upstream's status and headers with a different body of the same length (corruption in transit). */
-  | { kind: 'corrupt' };
+  | { kind: 'corrupt'; minBytes?: number };
 
 export interface ProxyLogEntry { method: string; url: string; headers: IncomingMessage['headers']; fault?: Fault['kind'] }
 
@@ -135,7 +135,7 @@ export class FaultProxy {
       }
       case 'corrupt': {
         const bad = Buffer.from(body);
-        if (bad.length > 0) bad[bad.length >> 1] ^= 0xff;
+        if (bad.length > 0 && bad.length > (fault.minBytes ?? 0)) bad[bad.length >> 1] ^= 0xff;
         res.writeHead(upRes.statusCode ?? 502, headers);
         res.end(bad);
         return;

@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .description('convert an OCI image into a dadi (overlaybd) image and push it to DST')
     .argument('<src>', 'source image: registry reference (host[:port]/repo:tag or @sha256:...) or oci:DIR[:TAG]')
     .argument('<dst>', 'destination: registry reference (a tag) or oci:DIR[:TAG]')
-    .option('--compress <algo>', 'ZFile compression of the layers: lz4 or zstd', 'lz4')
+    .option('--compress <algo>', 'ZFile compression of the layers: lz4, zstd, or none (plain overlaybd layers)', 'lz4')
     .option('--block-size <size>', 'ZFile block size: 4K, 8K, 16K, 32K or 64K', '4K')
     .option('--vsize <size>', 'virtual size of the image\'s block device', '64G')
     .option('--progress', 'show a progress bar per layer (on a terminal)')
@@ -90,7 +90,7 @@ export function register(program: Command): void {
       const { resolveCacheDir } = await import('../../io/cache.ts');
       const { parsePlatform } = await import('../../registry/manifests.ts');
       const { convertImage } = await import('../../image/convert/index.ts');
-      if (opts.compress !== 'lz4' && opts.compress !== 'zstd') throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
+      if (opts.compress !== 'lz4' && opts.compress !== 'zstd' && opts.compress !== 'none') throw new Error(`--compress must be lz4, zstd or none, got ${opts.compress}`);
       const blockSize = parseSize(opts.blockSize);
       if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
       const vsize = parseSize(opts.vsize);

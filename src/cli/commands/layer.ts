@@ -11,6 +11,7 @@ interface CommitCliOptions {
   blockSize: string;
   checksum: boolean;
   tar?: boolean;
+  digestTable?: boolean;
   uuid?: string;
   parentUuid?: string;
   message?: string;
@@ -24,6 +25,7 @@ async function commitFrom(src: LsmtLayer, from: string, out: string, opts: Commi
     if (opts.compress !== undefined && opts.compress !== 'lz4' && opts.compress !== 'zstd') {
       throw new Error(`--compress must be lz4 or zstd, got ${opts.compress}`);
     }
+    if (opts.digestTable && !opts.tar) throw new Error('--digest-table needs --tar: the table is a tar member after the layer');
     const blockSize = parseSize(opts.blockSize);
     if (![4096, 8192, 16384, 32768, 65536].includes(blockSize)) {
       throw new Error(`--block-size must be 4K, 8K, 16K, 32K or 64K, got ${opts.blockSize}`);
@@ -36,6 +38,13 @@ async function commitFrom(src: LsmtLayer, from: string, out: string, opts: Commi
         uuid, parentUuid: opts.parentUuid, message: opts.message });
     process.stdout.write(`committed ${from} to ${out}: ${res.records} segments, ${res.dataBytes} data bytes, ${res.bytes} LSMT bytes; ` +
       `uuid ${uuid ?? 'null'}, parent ${opts.parentUuid ?? (isNullUuid(src.parentUuid) ? 'null' : src.parentUuid)}, virtual size ${src.virtualSize}\n`);
+    if (opts.digestTable) {
+      const { appendDigestTable } = await import('../../format/tar/append-table.ts');
+      const { Annotation, overlaybdLayerAnnotations } = await import('../../image/annotations.ts');
+      const sealed = await appendDigestTable(out);
+      const a = overlaybdLayerAnnotations(sealed.digest, sealed.size, { verifyTable: sealed.table });
+      process.stdout.write(`digest table appended: blob ${sealed.digest}, ${sealed.size} bytes; layer annotation ${Annotation.verifyTable}=${a[Annotation.verifyTable]}\n`);
+    }
   } finally {
     await src.close();
   }
@@ -65,6 +74,7 @@ export function register(program: Command): void {
     .option('--block-size <size>', 'ZFile block size: 4K, 8K, 16K, 32K or 64K', '4K')
     .option('--no-checksum', 'ZFile without per-block CRCs')
     .option('--tar', 'wrap the output in a one-member tar, as registries expect')
+    .option('--digest-table', 'with --tar: append the chunk digest table member (as dadi convert does) and print the layer annotation that names it')
     .option('--uuid <uuid>', 'UUID of the new layer (default: the source layer\'s own; "null" for none, as overlaybd-commit writes)')
     .option('--parent-uuid <uuid>', 'parent UUID (default: copied from the source layer)')
     .option('-m, --message <text>', 'commit message stored in the header (at most 256 bytes)');

@@ -23,6 +23,7 @@ import { mountTable } from '../../host/mount-table.ts';
 import { stopNbdfuse } from '../../host/nbdfuse.ts';
 import { identify, terminate } from '../../host/processes.ts';
 import { runStep } from '../../host/run-tool.ts';
+import type { DigestTableRef } from '../../format/tar/digest-table.ts';
 import { layerChainConfig } from '../../image/chain/config.ts';
 import { openImageChain, type LowerSpec, type UpperSpec } from '../../image/chain/image.ts';
 import { openLayerChain, type ChainLayer, type LayerChainSpec } from '../../image/chain/layer.ts';
@@ -37,7 +38,7 @@ import { log } from '../../util/log.ts';
 import { Owner } from '../../util/owner.ts';
 
 export type LowerLayer =
-  | { kind: 'remote'; registry: string; repository: string; digest: string; size: number; name: string }
+  | { kind: 'remote'; registry: string; repository: string; digest: string; size: number; name: string; table?: DigestTableRef }
   | { kind: 'file'; path: string; name: string };
 
 export interface DeviceSpec {
@@ -103,7 +104,7 @@ export class DeviceBusyError extends Error {
 
 function chainSpec(l: LowerLayer, ctx: DeviceContext): LayerChainSpec {
   if (l.kind === 'remote') {
-    const blob = { digest: l.digest, size: l.size };
+    const blob = { digest: l.digest, size: l.size, ...(l.table ? { table: l.table } : {}) };
     return { name: l.name, blob, upstream: registryUpstream(ctx.client, { registry: l.registry, repository: l.repository }, blob, ctx.routes) };
   }
   return { name: l.name, upstream: fileUpstream(l.path) };

@@ -21,6 +21,7 @@ import { faultPoint } from './faults.ts';
 import { mountsUsing } from './in-use.ts';
 import { parseFilters, FilterSyntaxError } from './filters.ts';
 import { imageRefOf, isInheritedLabel, Label, LabelError, REMOTE_SNAPSHOT, remoteBlockOf } from './labels.ts';
+import { verifyTableOf } from '../../image/annotations.ts';
 import { Layout } from './layout.ts';
 import { MetadataStore, type Kind, type SnapshotRow } from './metadata.ts';
 import { activeMounts, viewMounts, type MountSpec } from './mounts.ts';
@@ -77,8 +78,11 @@ export class Snapshotter implements SnapshotterCore {
       const ref = imageRefOf(r.labels);
       if (!ref) throw new SnapshotError('FailedPrecondition', `snapshot ${r.name}: remote layer without an image reference label`);
       const parsed = parseReference(ref);
+      const size = Number(r.labels[Label.blobSize]);
+      const name = `${ref} layer ${r.labels[Label.blobDigest]}`;
+      const table = verifyTableOf(r.labels, size, name);
       return { kind: 'remote', registry: parsed.registry, repository: parsed.repository, digest: r.labels[Label.blobDigest]!,
-        size: Number(r.labels[Label.blobSize]), name: `${ref} layer ${r.labels[Label.blobDigest]}` };
+        size, name, ...(table ? { table } : {}) };
     }
     const path = r.labels[Label.localCommitPath] ?? this.layout.commitFile(r.id);
     return { kind: 'file', path, name: `snapshot ${r.name} (${path})` };

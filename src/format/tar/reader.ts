@@ -56,6 +56,15 @@ function paxSize(data: Uint8Array, file: string, at: number): number | undefined
 
 /** The payload of the single member of a tar-wrapped blob, as a slice of `src`. */
 export async function openTarPayload(src: ByteSource): Promise<ByteSource> {
+  const { start, size } = await locateTarPayload(src);
+  return new SliceSource(src, start, size, src.name ?? 'tar');
+}
+
+/**
+ * Where the first member's payload is. Only the first member counts (as overlaybd reads it): dadi
+ * appends a digest table member after it (digest-table.ts), which readers of the layer ignore.
+ */
+export async function locateTarPayload(src: ByteSource): Promise<{ start: number; size: number }> {
   const file = src.name ?? 'tar';
   const h = new Uint8Array(BLOCK);
   if (src.size < BLOCK) throw new FormatError(file, 0, `tar: truncated: ${src.size} bytes, less than one header`);
@@ -82,5 +91,5 @@ export async function openTarPayload(src: ByteSource): Promise<ByteSource> {
   if (start + size > src.size) {
     throw new FormatError(file, start, `tar: member payload of ${size} bytes at ${start} runs past the end of the ${src.size}-byte file`);
   }
-  return new SliceSource(src, start, size, file);
+  return { start, size };
 }

@@ -7,6 +7,7 @@ import type { BlobCache } from '../../io/cache.ts';
 import { cacheFilter } from './filters/cache.ts';
 import { guardFilter } from './filters/guard.ts';
 import { readAheadFilter } from './filters/read-ahead.ts';
+import { verifyFilter } from './filters/verify.ts';
 import type { ChainFilter, LayerChainConfig } from './layer.ts';
 
 export interface ExtraFilters {
@@ -24,6 +25,13 @@ export interface ChainOptions {
   /** Sequential read-ahead into the cache (default 4 refill units; 0: off). */
   readAheadBytes?: number;
   extra?: ExtraFilters;
+  /**
+   * Check fetched bytes against the blob's chunk digest table when it has one (default true).
+   * Only chains with a cache fetch from an upstream that may lie (registry, mirror, peer); a chain
+   * without one reads local files on every read, where checking 64 KiB per read would cost more
+   * than it guards.
+   */
+  verify?: boolean;
 }
 
 export function layerChainConfig(o: ChainOptions): LayerChainConfig {
@@ -31,7 +39,7 @@ export function layerChainConfig(o: ChainOptions): LayerChainConfig {
     ? [cacheFilter(o.cache), readAheadFilter(o.readAheadBytes ?? 4 * o.cache.refillUnit)]
     : [];
   return {
-    blob: [...(o.extra?.upstream ?? []), ...cached, ...(o.extra?.blob ?? [])],
+    blob: [...(o.extra?.upstream ?? []), ...(o.verify === false || !o.cache ? [] : [verifyFilter(o.cache)]), ...cached, ...(o.extra?.blob ?? [])],
     layer: [guardFilter(), ...(o.extra?.layer ?? [])],
   };
 }

@@ -8,11 +8,18 @@
  */
 import { FormatError } from '../../errors.ts';
 import type { ReadOnlyLayer, SegmentIndex } from '../../format/lsmt/types.ts';
+import type { DigestTableRef } from '../../format/tar/digest-table.ts';
 import { openLayerSource, type DetectedLayer, type LayerWrapper } from '../../format/open-layer.ts';
 import type { CacheHandle } from '../../io/cache.ts';
 import type { ByteSource } from '../../io/types.ts';
+import type { VerifyCounters } from '../../io/verify.ts';
 
-export interface BlobRef { digest: string; size: number }
+export interface BlobRef {
+  digest: string;
+  size: number;
+  /** The blob's chunk digest table (verify-table annotation): fetched bytes are then verified. */
+  table?: DigestTableRef;
+}
 
 /** Where a layer's bytes come from. */
 export interface Upstream {
@@ -33,6 +40,9 @@ export interface ChainContext {
   pauseWhileAttaching: Array<() => () => void>;
   /** Counted by the guard: cached bytes dropped after they failed a format check. */
   corruptRefetches: number;
+  /** Set by the verify filter: a table member fetched and checked against its annotation (for the cache to keep), and its counters. */
+  verifyTable?: Uint8Array;
+  verify?: VerifyCounters;
 }
 
 /** A stage inserted into a chain: wraps `next`, closes it when closed. */
@@ -57,6 +67,8 @@ export interface ChainLayer extends ReadOnlyLayer {
   /** The cached blob under this layer, when the chain has a cache. */
   readonly cached: CacheHandle | undefined;
   readonly corruptRefetches: number;
+  /** Chunk verification counters, when the blob has a digest table. */
+  readonly verify?: VerifyCounters;
 }
 
 export function isCorruption(err: unknown): boolean {
@@ -90,6 +102,7 @@ class OpenedLayer implements ChainLayer {
   get wrappers(): LayerWrapper[] { return this.detected.wrappers; }
   get cached(): CacheHandle | undefined { return this.ctx.cache; }
   get corruptRefetches(): number { return this.ctx.corruptRefetches; }
+  get verify(): VerifyCounters | undefined { return this.ctx.verify; }
   /** The layer filters close the decoded data, which closes the decoders, the blob filters and the upstream. */
   close(): Promise<void> { return this.data.close(); }
 }

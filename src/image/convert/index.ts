@@ -8,10 +8,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { formatTableRef } from '../../format/tar/digest-table.ts';
 import { RegistryClient } from '../../registry/client.ts';
 import { sha256Digest } from '../../registry/digest.ts';
 import { MediaType } from '../../registry/media-types.ts';
 import type { Descriptor, ImageManifest, Platform } from '../../registry/oci.ts';
+import { Annotation } from '../annotations.ts';
 import { chainIdToUuid, chainIds } from '../chain-id.ts';
 import { ApplyThread } from './apply-thread.ts';
 import { BackgroundCommits } from './background-commits.ts';
@@ -26,6 +28,7 @@ export const ANNOTATION = {
   digest: 'containerd.io/snapshot/overlaybd/blob-digest',
   size: 'containerd.io/snapshot/overlaybd/blob-size',
   version: 'containerd.io/snapshot/overlaybd/version',
+  verifyTable: Annotation.verifyTable,
 } as const;
 
 export type LayerStep = 'reuse' | 'fetch-lower' | 'mount' | 'apply' | 'unmount' | 'commit' | 'push';
@@ -42,7 +45,8 @@ export type LayerOutcome = 'converted' | 'reused' | 'mounted';
 export interface ConvertOptions {
   src: string;
   dst: string;
-  compress?: 'lz4' | 'zstd';
+  /** ZFile algorithm of the layers, or 'none' for plain (uncompressed) overlaybd layers. */
+  compress?: 'lz4' | 'zstd' | 'none';
   blockSize?: number;
   vsize?: number;
   insecure?: boolean;
@@ -75,7 +79,8 @@ function layerMediaType(manifestType: string): string {
   return manifestType === MediaType.dockerManifest ? MediaType.dockerLayer : MediaType.ociLayer;
 }
 
-interface Done { digest: string; size: number; path?: string }
+/** A converted layer; `table` is its verify-table annotation value. */
+interface Done { digest: string; size: number; table?: string; path?: string }
 
 async function tryReuse(target: ImageTarget, rec: { digest: string; size: number; locations: string[] } | undefined): Promise<LayerOutcome | undefined> {
   if (!rec) return undefined;
@@ -134,8 +139,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       const outcome = await tryReuse(target, rec);
       if (outcome && rec) {
         emit({ step: 'reuse', ...ev });
-        done.push({ digest: rec.digest, size: rec.size });
-        await reuse.put(chains[i]!, settings, rec.digest, rec.size, target.location);
+        done.push({ digest: rec.digest, size: rec.size, ...(rec.table !== undefined ? { table: rec.table } : {}) });
+        await reuse.put(chains[i]!, settings, rec.digest, rec.size, target.location, rec.table);
         reused++;
         emit({ step: 'layer-done', ...ev, blobDigest: rec.digest, blobSize: rec.size, how: outcome, seconds: (performance.now() - t0) / 1000 });
         continue;
@@ -174,8 +179,9 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         bytesIn += layer.size;
         emit({ step: 'push', ...ev });
         const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
-        await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location);
-        Object.assign(entry, { digest: converted.digest, size: converted.size });
+        const table = formatTableRef(converted.table);
+        await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location, table);
+        Object.assign(entry, { digest: converted.digest, size: converted.size, table });
         emit({ step: 'layer-done', ...ev, blobDigest: converted.digest, blobSize: converted.size, how: 'converted', seconds: (performance.now() - t0) / 1000, pushed });
       });
     }
@@ -191,7 +197,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
       mediaType: manifest.mediaType,
       config: { mediaType: manifest.json.config.mediaType, digest: configDigest, size: newConfigBytes.length },
       layers: done.map((d): Descriptor => ({ mediaType: layerType, digest: d.digest, size: d.size,
-        annotations: { [ANNOTATION.digest]: d.digest, [ANNOTATION.size]: String(d.size), [ANNOTATION.version]: OVERLAYBD_VERSION } })),
+        annotations: { [ANNOTATION.digest]: d.digest, [ANNOTATION.size]: String(d.size), [ANNOTATION.version]: OVERLAYBD_VERSION,
+          ...(d.table !== undefined ? { [ANNOTATION.verifyTable]: d.table } : {}) } })),
       ...(manifest.json.annotations ? { annotations: manifest.json.annotations } : {}),
     };
     const manifestBytes = Buffer.from(JSON.stringify(out));

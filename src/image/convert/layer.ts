@@ -4,12 +4,11 @@
  * kernel path) through a mount of the stack; then committed
  * into a tar-wrapped ZFile whose UUID is the chainID's and whose parent is the layer below's.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { commitToFile } from '../../format/lsmt/commit-file.ts';
+import { appendDigestTable } from '../../format/tar/append-table.ts';
+import type { DigestTableRef } from '../../format/tar/digest-table.ts';
 import { openWritablePairFiles } from '../../format/lsmt/readonly.ts';
 import type { ApplyStats } from '../apply/index.ts';
 import { WRITABLE_DATA, WRITABLE_INDEX } from '../local.ts';
@@ -27,7 +26,8 @@ export interface ConvertLayerOptions {
   vsize: number;
   uuid: string;
   parentUuid?: string;
-  compress: 'lz4' | 'zstd';
+  /** ZFile algorithm, or 'none' for a plain (uncompressed) LSMT layer. */
+  compress: 'lz4' | 'zstd' | 'none';
   blockSize: number;
   /** Scratch directory of this layer (writable layer, mount point, logs, output). */
   workDir: string;
@@ -40,16 +40,7 @@ export interface ConvertLayerOptions {
   onStep?(step: 'mount' | 'apply' | 'unmount' | 'commit'): void;
 }
 
-export interface ConvertedLayer { path: string; digest: string; size: number; apply: ApplyStats }
-
-async function fileDigest(path: string): Promise<{ digest: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (src) {
-    for await (const c of src) { hash.update(c as Buffer); size += (c as Buffer).length; }
-  });
-  return { digest: `sha256:${hash.digest('hex')}`, size };
-}
+export interface ConvertedLayer { path: string; digest: string; size: number; table: DigestTableRef; apply: ApplyStats }
 
 /** A layer applied into its writable layer (`rw`), not yet committed. */
 export interface AppliedLayer { rw: string; apply: ApplyStats; lowerSpec: string }
@@ -99,14 +90,14 @@ export async function commitLayer(o: ConvertLayerOptions, rw: string, apply: App
   const src = await openWritablePairFiles(join(rw, WRITABLE_DATA), join(rw, WRITABLE_INDEX));
   try {
     await commitToFile({ index: src.index, data: src.data, virtualSize: src.virtualSize || o.vsize, parentUuid: src.parentUuid }, out, {
-      compress: o.compress, blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,
+      ...(o.compress === 'none' ? {} : { compress: o.compress }), blockSize: o.blockSize, checksum: true, tar: true, uuid: o.uuid,
       ...(o.parentUuid ? { parentUuid: o.parentUuid } : {}),
     });
   } finally {
     await src.close();
   }
-  // The tar wrapper and ZFile header are rewritten in place at close, so the digest is taken
-  // from the finished file (still in the page cache) rather than from the write stream.
-  const { digest, size } = await fileDigest(out);
-  return { path: out, digest, size, apply };
+  // The tar wrapper and ZFile header are rewritten in place at close, so the chunk digest table
+  // and the blob digest are taken from the finished file (still in the page cache) in one pass.
+  const { digest, size, table } = await appendDigestTable(out);
+  return { path: out, digest, size, table, apply };
 }

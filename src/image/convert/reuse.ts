@@ -10,10 +10,10 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Bumped when the converter's output for the same input and settings changes. */
-export const CONVERT_FORMAT_VERSION = 1;
+export const CONVERT_FORMAT_VERSION = 2; // 2: blobs end with a chunk digest table
 
 export interface ConvertSettings {
-  compress: 'lz4' | 'zstd';
+  compress: 'lz4' | 'zstd' | 'none';
   blockSize: number;
   /** Virtual size of layer 0 (later layers inherit it, so it shapes them all). */
   vsize: number;
@@ -25,6 +25,8 @@ export interface ReuseRecord {
   settings: ConvertSettings & { formatVersion: number };
   digest: string;
   size: number;
+  /** The verify-table annotation value of the blob, when it has a table. */
+  table?: string;
   /** Where the blob was pushed, most recent last (`registry/repository` or `oci:DIR`). */
   locations: string[];
 }
@@ -52,6 +54,7 @@ export class ReuseStore {
     try {
       const rec = JSON.parse(await readFile(this.file(reuseKey(chainId, settings)), 'utf8')) as ReuseRecord;
       if (rec.chainId !== chainId || typeof rec.digest !== 'string' || !Number.isSafeInteger(rec.size) || !Array.isArray(rec.locations)) return undefined;
+      if (rec.table !== undefined && typeof rec.table !== 'string') return undefined;
       return rec;
     } catch {
       return undefined;
@@ -59,11 +62,12 @@ export class ReuseStore {
   }
 
   /** Records that the blob is now at `location` as well. */
-  async put(chainId: string, settings: ConvertSettings, digest: string, size: number, location: string): Promise<void> {
+  async put(chainId: string, settings: ConvertSettings, digest: string, size: number, location: string, table?: string): Promise<void> {
     const prev = await this.get(chainId, settings);
     const same = prev && prev.digest === digest && prev.size === size;
     const locations = [...(same ? prev.locations.filter((l) => l !== location) : []), location].slice(-MAX_LOCATIONS);
-    const rec: ReuseRecord = { chainId, settings: { ...settings, formatVersion: CONVERT_FORMAT_VERSION }, digest, size, locations };
+    const rec: ReuseRecord = { chainId, settings: { ...settings, formatVersion: CONVERT_FORMAT_VERSION }, digest, size,
+      ...(table !== undefined ? { table } : {}), locations };
     await mkdir(this.dir, { recursive: true });
     const file = this.file(reuseKey(chainId, settings));
     const tmp = `${file}.${process.pid}.tmp`;

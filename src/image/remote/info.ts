@@ -24,6 +24,8 @@ export interface RemoteLayerInfo {
   parentUuid: string;
   virtualSize: number;
   segments: number;
+  /** Fetched bytes are checked against the layer's chunk digest table. */
+  verified: boolean;
   attach: { bytes: number; requests: number; seconds: number };
 }
 
@@ -60,6 +62,6 @@ export function layerInfo(r: Recognised, layer: ChainLayer, attach: RemoteLayerI
     blobDigest: r.obd.blobDigest, blobSize: r.obd.blobSize, version: r.obd.version,
     ...(r.obd.fsType !== undefined ? { fsType: r.obd.fsType } : {}),
     wrappers: describeWrappers(layer), uuid: layer.uuid, parentUuid: layer.parentUuid,
-    virtualSize: layer.virtualSize, segments: layer.index.count, attach,
+    virtualSize: layer.virtualSize, segments: layer.index.count, verified: layer.verify !== undefined, attach,
   };
 }

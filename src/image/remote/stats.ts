@@ -5,6 +5,7 @@
  */
 import type { BlobCache, BlobStatsSnapshot } from '../../io/cache.ts';
 import type { RegistryClient } from '../../registry/client.ts';
+import type { VerifyCounters } from '../../io/verify.ts';
 import { log } from '../../util/log.ts';
 import type { ChainLayer } from '../chain/layer.ts';
 import type { RemoteImageInfo } from './info.ts';
@@ -18,6 +19,8 @@ export interface LayerStats {
   /** The whole blob is cached and its digest verified: reads no longer touch the registry. */
   complete: boolean;
   corruptRefetches: number;
+  /** Chunk verification counters, when the layer has a digest table. */
+  verify?: VerifyCounters;
 }
 
 export interface ImageStats {
@@ -40,6 +43,7 @@ export function imageStats(info: RemoteImageInfo, layers: readonly ChainLayer[],
       ...(snap ? { cache: snap } : {}),
       complete: l.cached?.complete ?? true,
       corruptRefetches: l.corruptRefetches,
+      ...(l.verify ? { verify: { ...l.verify } } : {}),
     };
   });
   const out: ImageStats = {
@@ -91,7 +95,7 @@ export function formatImageInfo(info: RemoteImageInfo, stats: ImageStats): strin
   for (const l of info.layers) {
     lines.push(`layer ${l.index}: ${l.blobDigest}`);
     lines.push(`  media type ${l.mediaType}, ${size(l.blobSize)}, overlaybd ${l.version}${l.fsType ? `, fs ${l.fsType}` : ''}`);
-    lines.push(`  wrappers   ${l.wrappers.length ? l.wrappers.join(' > ') : '(plain LSMT)'}`);
+    lines.push(`  wrappers   ${l.wrappers.length ? l.wrappers.join(' > ') : '(plain LSMT)'}${l.verified ? '; fetches checked against its chunk digest table' : ''}`);
     lines.push(`  uuid       ${l.uuid || '-'} parent ${l.parentUuid || '-'}`);
     lines.push(`  virtual    ${size(l.virtualSize)}, ${l.segments} segment(s)`);
     lines.push(`  attach     ${size(l.attach.bytes)} in ${l.attach.requests} request(s), ${ms(l.attach.seconds)}`);

@@ -12,7 +12,7 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ContainerdClient, isCode } from '../../../src/daemon/containerd/client.ts';
@@ -78,6 +78,10 @@ test('containers run from dadi images through the dadi snapshotter', async (t) =
     const fetched = img.proxy.bytesFor(img.obdLayers.digests);
     assert.ok(fetched > 0 && fetched < tenth, `the start fetched ${fetched} of ${img.obdLayers.bytes} layer bytes`);
     t.diagnostic(`dadi pull + run fetched ${fetched} of ${img.obdLayers.bytes} layer bytes (${(100 * fetched / img.obdLayers.bytes).toFixed(1)}%)`);
+    // Every converted layer has a chunk digest table: the daemon took it from the snapshot labels,
+    // checked it against its annotation digest, verified the fetched chunks and kept it by the cache.
+    const tables = await Promise.all(img.obdLayers.digests.map((d) => access(join(n.daemon.cacheDir, 'blobs', 'sha256', `${d.slice(7)}.table`)).then(() => d, () => undefined)));
+    assert.deepEqual(tables, img.obdLayers.digests, 'the daemon verified every layer against its digest table');
     assert.deepEqual(await eventually(() => deviceMounts(n.daemon.root), (m) => m.length === 0), [], 'the image device is detached once its last container is gone');
     img.proxy.reset();
   });

@@ -138,6 +138,23 @@ test('docker schema2 source, --compress zstd --block-size 64K --vsize 1G: confor
   await assertNothingRunning(s.dir);
 });
 
+test('--compress none: plain (uncompressed) overlaybd layers with digest tables; the same tree; reproducible', async (t) => {
+  if (!requireSystem(t, convertNeeds)) return;
+  const s = await convertScratch(t);
+  const tars = [await baseLayer(), middleLayer()];
+  const src = join(s.dir, 'src');
+  const built = await writeOciImage(src, 'v1', tars, 'gzip');
+  const dst = join(s.dir, 'dst');
+  const plain = summaryOf(await convert(s, `oci:${src}:v1`, `oci:${dst}:plain`, ['--compress', 'none', '--vsize', '1G']));
+  const img = await readConverted(dst, 'plain');
+  await assertConformant(s, img, built.diffIds, { vsize: 2 ** 30, algo: 'none' });
+  assertSameTree(await mountedTree(s, img.layerFiles, 'plain'), await referenceTree(s, tars, 'plain'));
+  // Another scratch cache: converted again from scratch, the same bytes.
+  const again = summaryOf(await convert({ ...s, cacheDir: join(s.dir, 'cache2') }, `oci:${src}:v1`, `oci:${dst}:plain2`, ['--compress', 'none', '--vsize', '1G']));
+  assert.deepEqual(again.layerDigests, plain.layerDigests);
+  await assertNothingRunning(s.dir);
+});
+
 test('a truncated gzip layer and a blob that does not match its digest fail naming layer, blob and problem, leaving nothing behind', async (t) => {
   if (!requireSystem(t, convertNeeds)) return;
   const s = await convertScratch(t);

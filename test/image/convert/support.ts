@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openLayer } from '../../../src/format/open-layer.ts';
 import { NULL_UUID } from '../../../src/format/lsmt/header.ts';
+import { chunkDigests, parseTableRef, tableFromMember, TABLE_MEMBER_NAME } from '../../../src/format/tar/digest-table.ts';
 import { chainIdToUuid, chainIds } from '../../../src/image/chain-id.ts';
 import { ANNOTATION, OVERLAYBD_VERSION } from '../../../src/image/convert/index.ts';
 import { OciLayout } from '../../../src/image/oci-layout.ts';
@@ -159,22 +160,33 @@ export async function readConverted(dir: string, tag: string): Promise<Converted
  * holding a CRC-checked ZFile of an LSMT layer whose UUID comes from the chainID and whose parent
  * is the layer below; config diff_ids are the blob digests; layers carry the overlaybd annotations.
  */
-export async function assertConformant(s: ConvertScratch, img: ConvertedImage, sourceDiffIds: string[], opts: { vsize: number; algo: 'lz4' | 'zstd'; blockSize?: number; decompress?: boolean }): Promise<void> {
+export async function assertConformant(s: ConvertScratch, img: ConvertedImage, sourceDiffIds: string[], opts: { vsize: number; algo: 'lz4' | 'zstd' | 'none'; blockSize?: number; decompress?: boolean }): Promise<void> {
   const chains = chainIds(sourceDiffIds);
   assert.equal(img.manifest.layers.length, sourceDiffIds.length);
   assert.deepEqual(img.config.rootfs.diff_ids, img.manifest.layers.map((l) => l.digest), 'config diff_ids are the blob digests');
   for (const [i, l] of img.manifest.layers.entries()) {
-    assert.deepEqual(l.annotations, { [ANNOTATION.digest]: l.digest, [ANNOTATION.size]: String(l.size), [ANNOTATION.version]: OVERLAYBD_VERSION });
+    const tableText = l.annotations?.[ANNOTATION.verifyTable] ?? '';
+    assert.deepEqual(l.annotations, { [ANNOTATION.digest]: l.digest, [ANNOTATION.size]: String(l.size), [ANNOTATION.version]: OVERLAYBD_VERSION,
+      [ANNOTATION.verifyTable]: tableText });
     const file = img.layerFiles[i]!;
     assert.equal(await fileDigest(file), l.digest);
-    // GNU tar reads the wrapper: exactly one member.
+    // The chunk digest table: its member hashes to the annotation, its chunks to the bytes before it.
+    const ref = parseTableRef(tableText);
+    assert.ok(ref, `layer ${i}: verify-table annotation ${JSON.stringify(tableText)}`);
+    const blob = await readFile(file);
+    const member = blob.subarray(ref.offset);
+    assert.equal(member.length, ref.length);
+    assert.equal(`sha256:${createHash('sha256').update(member).digest('hex')}`, ref.digest);
+    const table = tableFromMember(member, file, ref.offset);
+    assert.deepEqual(Buffer.from(table.digests), Buffer.from(chunkDigests(blob.subarray(0, ref.offset), table.chunkSize)));
+    // GNU tar reads the wrapper: the layer member, then the table member.
     const members = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).split('\n').filter(Boolean);
-    assert.equal(members.length, 1, `layer ${i} is a tar of one member: ${members.join(', ')}`);
+    assert.deepEqual(members, ['overlaybd.commit', TABLE_MEMBER_NAME], `layer ${i} members: ${members.join(', ')}`);
     const layer = await openLayer(file);
     try {
-      assert.deepEqual(layer.wrappers.map((w) => w.kind), ['tar', 'zfile']);
-      const z = layer.wrappers[1]!;
-      assert.ok(z.kind === 'zfile' && z.algo === opts.algo && z.checksum && z.blockSize === (opts.blockSize ?? 4096), `layer ${i}: ${JSON.stringify(z)}`);
+      assert.deepEqual(layer.wrappers.map((w) => w.kind), opts.algo === 'none' ? ['tar'] : ['tar', 'zfile']);
+      const z = layer.wrappers[1];
+      if (opts.algo !== 'none') assert.ok(z?.kind === 'zfile' && z.algo === opts.algo && z.checksum && z.blockSize === (opts.blockSize ?? 4096), `layer ${i}: ${JSON.stringify(z)}`);
       assert.equal(layer.kind, 'committed');
       assert.equal(layer.uuid, chainIdToUuid(chains[i]!));
       assert.equal(layer.parentUuid, i === 0 ? NULL_UUID : chainIdToUuid(chains[i - 1]!));
@@ -183,7 +195,7 @@ export async function assertConformant(s: ConvertScratch, img: ConvertedImage, s
       await layer.close();
     }
     // Every block's CRC, through the CLI's decompressor; the payload is a plain LSMT layer.
-    if (opts.decompress === false) continue;
+    if (opts.decompress === false || opts.algo === 'none') continue;
     const raw = join(s.dir, `layer-${i}.lsmt`);
     const d = await runDadi(['zfile', 'decompress', '--verify', file, raw]);
     assert.equal(d.code, 0, d.stderr);

@@ -9,6 +9,8 @@ import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { commitToFile } from '../../../src/format/lsmt/commit-file.ts';
+import { appendDigestTable } from '../../../src/format/tar/append-table.ts';
+import type { DigestTableRef } from '../../../src/format/tar/digest-table.ts';
 import { createWritableLayer } from '../../../src/format/lsmt/writable.ts';
 import { openWritablePairReadOnly } from '../../../src/format/open-layer.ts';
 import { FileSource } from '../../../src/io/file.ts';
@@ -36,13 +38,19 @@ export async function blobFile(path: string): Promise<BlobFile> {
   return { path, digest: `sha256:${h.digest('hex')}`, size: (await stat(path)).size };
 }
 
-/** An OCI image of overlaybd layers (bottom first); `plain: true` leaves the annotations out. */
-export async function buildObdImage(paths: string[], opts: { plain?: boolean; extraLayers?: Descriptor[] } = {}): Promise<ObdImage> {
+/**
+ * An OCI image of overlaybd layers (bottom first); `plain: true` leaves the annotations out;
+ * `tables[i]` adds layer i's verify-table annotation.
+ */
+export async function buildObdImage(paths: string[], opts: { plain?: boolean; extraLayers?: Descriptor[]; tables?: Array<DigestTableRef | undefined> } = {}): Promise<ObdImage> {
   const layers = await Promise.all(paths.map(blobFile));
-  const descriptors: Descriptor[] = layers.map((l) => ({
-    mediaType: MediaType.ociLayer, digest: l.digest, size: l.size,
-    ...(opts.plain ? {} : { annotations: overlaybdLayerAnnotations(l.digest, l.size) }),
-  }));
+  const descriptors: Descriptor[] = layers.map((l, i) => {
+    const table = opts.tables?.[i];
+    return {
+      mediaType: MediaType.ociLayer, digest: l.digest, size: l.size,
+      ...(opts.plain ? {} : { annotations: overlaybdLayerAnnotations(l.digest, l.size, table ? { verifyTable: table } : {}) }),
+    };
+  });
   descriptors.push(...(opts.extraLayers ?? []));
   const config = Buffer.from(JSON.stringify({
     architecture: 'amd64', os: 'linux', config: {},
@@ -101,8 +109,12 @@ export async function writeObdLayout(dir: string, tag: string, img: ObdImage): P
  * the data). Returns the blob path and the disk offsets of the chunks, in writing order.
  */
 export async function generateLayer(dir: string,
-  opts: { chunks: number; chunkSize: number; virtualSize: number; seed?: number; incompressible?: boolean }):
-Promise<{ path: string; offsets: number[] }> {
+  opts: { chunks: number; chunkSize: number; virtualSize: number; seed?: number; incompressible?: boolean;
+    /** Default lz4; 'none': a plain (uncompressed) LSMT layer in its tar. */
+    compress?: 'lz4' | 'zstd' | 'none';
+    /** Append the chunk digest table (as dadi convert does) and return its reference. */
+    table?: boolean }):
+Promise<{ path: string; offsets: number[]; table?: DigestTableRef }> {
   const data = join(dir, 'gen.data');
   const index = join(dir, 'gen.index');
   const out = join(dir, `gen-${opts.seed ?? 0}.tar.zlsmt`);
@@ -123,12 +135,15 @@ Promise<{ path: string; offsets: number[] }> {
   await layer.close();
   const ro = await openWritablePairReadOnly(await FileSource.open(data), await FileSource.open(index), data);
   try {
-    await commitToFile({ index: ro.index, data: ro.data, virtualSize: ro.virtualSize }, out, { compress: 'lz4', blockSize: 4096, tar: true });
+    const compress = opts.compress ?? 'lz4';
+    await commitToFile({ index: ro.index, data: ro.data, virtualSize: ro.virtualSize }, out,
+      { ...(compress === 'none' ? {} : { compress }), blockSize: 4096, tar: true });
   } finally {
     await ro.close();
   }
   await rm(data);
   await rm(index);
+  if (opts.table) return { path: out, offsets, table: (await appendDigestTable(out)).table };
   return { path: out, offsets };
 }
 

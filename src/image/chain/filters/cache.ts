@@ -11,6 +11,9 @@ export function cacheFilter(cache: BlobCache): ChainFilter {
     if (!ctx.blob) return next;
     const handle = await cache.open(ctx.blob.digest, ctx.blob.size, next);
     ctx.cache = handle;
+    // Only verified bytes enter the cache over a verify filter; its table, kept beside the cached
+    // blob, lets `dadi cache verify` check the cache offline.
+    if (ctx.verifyTable) await cache.saveTable(ctx.blob.digest, ctx.verifyTable).catch(() => {});
     return handle;
   };
 }
