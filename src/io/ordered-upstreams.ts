@@ -37,8 +37,11 @@ export interface OrderedUpstreamsOptions {
 
 export interface UpstreamCounters { reads: number; bytes: number; failures: number }
 
-/** How many offsets `servedBy` remembers (refetches follow reads closely). */
-const SERVED_MEMORY = 4096;
+/** How many recent reads `servedBy` remembers (refetches follow reads closely). */
+const SERVED_MEMORY = 256;
+
+/** A recent read: which upstream served [start, end). */
+interface Served { start: number; end: number; index: number }
 
 export class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
@@ -50,7 +53,8 @@ export class OrderedUpstreams implements ByteSource, Refetchable {
   readonly caps = PLAIN_SOURCE;
   readonly health: UpstreamHealth;
   readonly counters: Map<string, UpstreamCounters>;
-  private readonly served = new Map<number, number>();
+  /** Recent reads, oldest first: a checker refetches a piece (a chunk) of a range it was served. */
+  private readonly served: Served[] = [];
   private readonly timeoutMs: number;
 
   constructor(private readonly upstreams: readonly OrderedUpstream[], private readonly opts: OrderedUpstreamsOptions = {}) {
@@ -73,7 +77,7 @@ export class OrderedUpstreams implements ByteSource, Refetchable {
   }
 
   refetch(dst: Uint8Array, offset: number, reason: string): Promise<number> {
-    const rejected = this.served.get(offset);
+    const rejected = this.servedIndex(offset);
     if (rejected === undefined || this.upstreams.length === 1) return this.readSkipping(dst, offset, undefined);
     const u = this.upstreams[rejected]!;
     this.counters.get(u.name)!.failures++;
@@ -82,8 +86,17 @@ export class OrderedUpstreams implements ByteSource, Refetchable {
   }
 
   servedBy(offset: number): string | undefined {
-    const i = this.served.get(offset);
+    const i = this.servedIndex(offset);
     return i === undefined ? undefined : this.upstreams[i]!.name;
+  }
+
+  /** The upstream of the most recent read that covered `offset`. */
+  private servedIndex(offset: number): number | undefined {
+    for (let k = this.served.length - 1; k >= 0; k--) {
+      const r = this.served[k]!;
+      if (offset >= r.start && offset < r.end) return r.index;
+    }
+    return undefined;
   }
 
   /** Tries the healthy upstreams in order (never `skip`); the last one is always tried. */
@@ -99,7 +112,7 @@ export class OrderedUpstreams implements ByteSource, Refetchable {
       try {
         const n = i === lastIndex ? await u.source.read(dst, offset) : await this.tryUpstream(u, dst, offset);
         c.bytes += n;
-        this.remember(offset, i);
+        this.remember(offset, n, i);
         return n;
       } catch (err) {
         c.failures++;
@@ -144,10 +157,9 @@ export class OrderedUpstreams implements ByteSource, Refetchable {
     }
   }
 
-  private remember(offset: number, index: number): void {
-    this.served.delete(offset);
-    this.served.set(offset, index);
-    if (this.served.size > SERVED_MEMORY) this.served.delete(this.served.keys().next().value!);
+  private remember(offset: number, length: number, index: number): void {
+    this.served.push({ start: offset, end: offset + Math.max(1, length), index });
+    if (this.served.length > SERVED_MEMORY) this.served.shift();
   }
 
   async close(): Promise<void> {
