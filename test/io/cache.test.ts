@@ -94,8 +94,8 @@ test('sequential reads trigger read-ahead: upstream requests run ahead of demand
     assert.deepEqual(Buffer.from(dst), f.body.subarray(off, off + dst.length));
   }
   const demandUnits = new Set(Array.from({ length: 8 }, (_, i) => i));
-  const ahead = f.server.requests.filter((r) => !demandUnits.has(r.start / U));
-  assert.ok(ahead.length >= 1, 'read-ahead went past the last demanded unit');
+  // The read-ahead issued by the last reads reaches the server a moment later on a loaded machine.
+  await eventually(() => f.server.requests.some((r) => !demandUnits.has(r.start / U)), 5000, 'read-ahead went past the last demanded unit');
   assert.ok(f.cache.blobStats(f.digest)!.hits > f.cache.blobStats(f.digest)!.misses, 'read-ahead turned demand into hits');
 });
 
