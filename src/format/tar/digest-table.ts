@@ -24,7 +24,8 @@
  */
 import { createHash } from 'node:crypto';
 import { FormatError } from '../../errors.ts';
-import { BLOCK, checksums, CHKSUM, GID, GNAME, MAGIC, MODE, MTIME, NAME, SIZE, TYPEFLAG, UID, UNAME, VERSION } from './header.ts';
+import { BLOCK, NAME, SIZE } from './header.ts';
+import { writeRegularFileHeader } from './writer.ts';
 
 export const TABLE_MEMBER_NAME = 'dadi.verify-table';
 const TABLE_MAGIC = 'DADIVTBL';
@@ -116,30 +117,11 @@ export function parseTable(data: Uint8Array, file = 'digest table', at = 0): Dig
   return { chunkSize, covered: Number(covered), digests: Uint8Array.prototype.slice.call(data, TABLE_HEADER_SIZE) };
 }
 
-function put(h: Uint8Array, off: number, text: string): void {
-  for (let i = 0; i < text.length; i++) h[off + i] = text.charCodeAt(i);
-}
-
-const octal = (n: number, width: number): string => n.toString(8).padStart(width, ' ');
-
 /** The bytes from `covered` to the end of the blob: ustar header, table data, padding, end of archive. */
 export function tableMember(table: Uint8Array): Uint8Array {
   const pad = (BLOCK - (table.length % BLOCK)) % BLOCK;
   const out = new Uint8Array(BLOCK + table.length + pad + 2 * BLOCK);
-  const h = out.subarray(0, BLOCK);
-  put(h, NAME, TABLE_MEMBER_NAME);
-  put(h, MODE, `${octal(0o100444, 6)} \0`);
-  put(h, UID, `${octal(0, 6)} \0`);
-  put(h, GID, `${octal(0, 6)} \0`);
-  put(h, SIZE, `${octal(table.length, 11)} `);
-  put(h, MTIME, `${octal(0, 11)} `);
-  h[TYPEFLAG] = 0x30; // '0'
-  put(h, MAGIC, 'ustar\0');
-  put(h, VERSION, '00');
-  put(h, UNAME, 'root');
-  put(h, GNAME, 'root');
-  const [sum] = checksums(h);
-  put(h, CHKSUM, `${octal(sum, 6)} \0`);
+  writeRegularFileHeader(out.subarray(0, BLOCK), TABLE_MEMBER_NAME, 0o100444, table.length);
   out.set(table, BLOCK);
   return out;
 }

@@ -27,6 +27,25 @@ function seal(h: Uint8Array): void {
   put(h, CHKSUM, `${octal(sum, 6)} \0`);
 }
 
+/**
+ * A ustar header of a regular file as overlaybd's tools write it (owner root, mtime 0, octal
+ * fields space-padded), sealed with its checksum: the wrapper's member and dadi's extra members.
+ */
+export function writeRegularFileHeader(h: Uint8Array, name: string, mode: number, size: number): void {
+  put(h, NAME, name);
+  put(h, MODE, `${octal(mode, 6)} \0`);
+  put(h, UID, `${octal(0, 6)} \0`);
+  put(h, GID, `${octal(0, 6)} \0`);
+  put(h, SIZE, `${octal(size, 11)} `);
+  put(h, MTIME, `${octal(0, 11)} `);
+  h[TYPEFLAG] = 0x30; // '0'
+  put(h, MAGIC, 'ustar\0');
+  put(h, VERSION, '00');
+  put(h, UNAME, 'root');
+  put(h, GNAME, 'root');
+  seal(h);
+}
+
 /** `"<len> size=<n>\n"` where <len> counts the whole record, its own digits included. */
 export function paxSizeRecord(n: number): string {
   const body = ` size=${n}\n`;
@@ -50,19 +69,7 @@ export function wrapperHeader(payloadSize: number): Uint8Array {
 
   put(out, BLOCK, record);
 
-  const ustar = out.subarray(2 * BLOCK, 3 * BLOCK);
-  put(ustar, NAME, MEMBER_NAME);
-  put(ustar, MODE, `${octal(REGULAR_FILE_MODE, 6)} \0`);
-  put(ustar, UID, `${octal(0, 6)} \0`);
-  put(ustar, GID, `${octal(0, 6)} \0`);
-  put(ustar, SIZE, `${octal(0, 11)} `);
-  put(ustar, MTIME, `${octal(0, 11)} `);
-  ustar[TYPEFLAG] = 0x30; // '0'
-  put(ustar, MAGIC, 'ustar\0');
-  put(ustar, VERSION, '00');
-  put(ustar, UNAME, 'root');
-  put(ustar, GNAME, 'root');
-  seal(ustar);
+  writeRegularFileHeader(out.subarray(2 * BLOCK, 3 * BLOCK), MEMBER_NAME, REGULAR_FILE_MODE, 0);
   return out;
 }
 
