@@ -178,7 +178,8 @@ export async function convertImage(opts: ConvertOptions): Promise<ConvertSummary
         const converted = await commitLayer(layerOpts, applied.rw, applied.apply).catch(named);
         bytesIn += layer.size;
         emit({ step: 'push', ...ev });
-        const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size);
+        // The digest and table were taken from the finished file itself (commitLayer).
+        const pushed = await target.putBlobFile(converted.path, converted.digest, converted.size, { hashedByCaller: true });
         const table = formatTableRef(converted.table);
         await reuse.put(chains[i]!, settings, converted.digest, converted.size, target.location, table);
         Object.assign(entry, { digest: converted.digest, size: converted.size, table });

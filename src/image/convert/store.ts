@@ -38,7 +38,8 @@ export interface ImageTarget {
   hasBlob(digest: string, size: number): Promise<boolean>;
   /** Makes a blob known at `from` (another location) present here without uploading; false if it cannot. */
   linkBlob(from: string, digest: string, size: number): Promise<boolean>;
-  putBlobFile(path: string, digest: string, size: number): Promise<'uploaded' | 'existing'>;
+  /** Uploads a local file; `hashedByCaller`: the digest was taken from this file after it was written. */
+  putBlobFile(path: string, digest: string, size: number, opts?: { hashedByCaller?: boolean }): Promise<'uploaded' | 'existing'>;
   putBlobBytes(bytes: Uint8Array): Promise<string>;
   /** Fetches a blob into a local file (a reused layer needed as a lower). */
   fetchBlob(digest: string, size: number, path: string): Promise<void>;
@@ -189,10 +190,10 @@ class LayoutTarget implements ImageTarget {
     return true;
   }
 
-  async putBlobFile(path: string, digest: string, size: number): Promise<'uploaded' | 'existing'> {
+  async putBlobFile(path: string, digest: string, size: number, opts: { hashedByCaller?: boolean } = {}): Promise<'uploaded' | 'existing'> {
     await this.layout.init();
     if (await this.layout.hasBlob(digest, size)) return 'existing';
-    await this.layout.putBlobFile(path, digest, size);
+    await this.layout.putBlobFile(path, digest, size, opts);
     return 'uploaded';
   }
 

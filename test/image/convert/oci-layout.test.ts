@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
@@ -69,6 +69,25 @@ test('tags, retagging, nested indexes with platform choice, and errors naming th
   await assert.rejects(layout.resolve('two', AMD64), new RegExp(`${d2.slice(7)}: content has digest`));
   await writeFile(join(dir, 'index.json'), '{not json');
   await assert.rejects(layout.resolve('one', AMD64), /index.json: the index is not valid JSON/);
+});
+
+test('putBlobFile refuses a file that does not match its digest, and links the converter\'s own hashed output in without a second hash', async (t) => {
+  const dir = await tempDir(t);
+  const layout = new OciLayout(join(dir, 'layout'));
+  await layout.init();
+  const file = join(dir, 'blob');
+  const bytes = Buffer.from('a committed layer blob');
+  await writeFile(file, bytes);
+  const digest = sha256Digest(bytes);
+  const wrong = sha256Digest(Buffer.from('other bytes'));
+  // Untrusted input is hashed: a wrong digest or size never enters the layout.
+  await assert.rejects(layout.putBlobFile(file, wrong, bytes.length), /has digest sha256:[0-9a-f]{64} and \d+ bytes, expected/);
+  assert.equal(await layout.hasBlob(wrong, bytes.length), false);
+  // The caller's own hash: the same inode is linked in (its size still checked).
+  await assert.rejects(layout.putBlobFile(file, digest, bytes.length + 1, { hashedByCaller: true }), /is 22 bytes, expected 23/);
+  await layout.putBlobFile(file, digest, bytes.length, { hashedByCaller: true });
+  assert.equal((await stat(layout.blobPath(digest))).ino, (await stat(file)).ino);
+  assert.deepEqual(await readFile(layout.blobPath(digest)), bytes);
 });
 
 test('skopeo reads what we write, and we read what skopeo writes', async (t) => {
