@@ -3,11 +3,13 @@
 # layer files runs from both at once and fio jobs alternate A, B, A, B..., so load from elsewhere
 # hits both alike. Prints, per side, the median IOPS and the median server CPU time per operation
 # (user + system of the server process, all threads): CPU per op barely moves with outside load,
-# IOPS do. Uses the nbd bench's inputs (run `npm run bench -- nbd` once to build them).
-#   scripts/nbd-ab.sh DIR_A DIR_B JOB LAYER... 
+# IOPS do. Uses the nbd bench's inputs (run `npm run bench -- nbd` once to build them). On a
+# machine busy with other work, run it under `chrt -r 10` (root): the servers and fio then get
+# the cores first. Run it twice with A and B swapped; the order alone moves single figures.
+#   scripts/nbd-ab.sh DIR_A DIR_B JOB LAYER...
 #   JOB = rw:bs:qd (randread:4k:32, read:1m:8); env ROUNDS (6), IOSIZE per run (300M), INPUTS dir
 set -euo pipefail
-[ $# -ge 4 ] || { sed -n '2,9p' "$0"; exit 2; }
+[ $# -ge 4 ] || { sed -n '2,10p' "$0"; exit 2; }
 A=$(realpath "$1"); B=$(realpath "$2"); JOB=$3; shift 3
 INPUTS=${INPUTS:-${TMPDIR:-/tmp}/dadi-bench-nbd-v1}
 IFS=: read -r rw bs qd <<< "$JOB"
