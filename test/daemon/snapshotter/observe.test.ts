@@ -135,6 +135,22 @@ async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, what: st
   }
 }
 
+/**
+ * A status socket path; its directory is removed by a hook registered once the daemon has started,
+ * so it runs after the daemon helper's own (which restarts the daemon once, recreating the directory).
+ */
+async function socketPath(t: TestContext): Promise<{ path: string; cleanupAfter: () => void }> {
+  const dir = await mkdtemp(join(tmpdir(), 'dobs-sock-'));
+  let registered = false;
+  const cleanupAfter = (): void => {
+    registered = true;
+    t.after(() => rm(dir, { recursive: true, force: true }));
+  };
+  // Should the daemon fail to start, the directory still goes.
+  t.after(() => (registered ? undefined : rm(dir, { recursive: true, force: true })));
+  return { path: join(dir, 'status.sock'), cleanupAfter };
+}
+
 const blobRequests = (fp: FaultProxy): number => fp.log.filter((e) => e.method === 'GET' && /\/blobs\/sha256:/.test(e.url)).length;
 
 /** Slows every blob read by `ms` (a far registry). */
@@ -257,19 +273,20 @@ test('snapshotter observability and whole-layer prefetch', { timeout: 900_000 },
   });
 
   await t.test('whole-layer prefetch: off by default and for the label none; top-first fetches every layer whole, top first, once each, behind demand reads', async (t) => {
-    const sock = join(await tempDir(t, 'dobs-sock-'), 'status.sock');
-    const d = await startSnapshotterDaemon(t, { toml: '[prefetch]\nlayers = "top-first"\n', args: ['--metrics-address', sock] });
+    const sock = await socketPath(t);
+    const d = await startSnapshotterDaemon(t, { toml: '[prefetch]\nlayers = "top-first"\n', args: ['--metrics-address', sock.path] });
+    sock.cleanupAfter();
     const top = await pull(d.client, layers, ref);
     // The label turns it off for one container.
     const off = await container(t, d, 'off', top, { [PREFETCH_LAYERS]: 'none' });
-    assert.equal((await status(sock)).images[0]?.prefetch, undefined, 'no prefetch with the label none');
+    assert.equal((await status(sock.path)).images[0]?.prefetch, undefined, 'no prefetch with the label none');
     await off.done();
 
     const DELAY = 500;
     throttle(fp, DELAY);
     img.proxy.reset();
     const c = await container(t, d, 'whole', top);
-    const first = await until(() => status(sock), (s) => (s.images[0]?.layers ?? []).some((l) => (l.cache?.traceRequests ?? 0) > 0), 'the first prefetch request');
+    const first = await until(() => status(sock.path), (s) => (s.images[0]?.layers ?? []).some((l) => (l.cache?.traceRequests ?? 0) > 0), 'the first prefetch request');
     const byLayer = first.images[0]!.layers.map((l) => l.cache!.traceRequests);
     assert.ok(byLayer[2]! > 0 && byLayer[0] === 0, `the top layer is fetched first (prefetch requests by layer, bottom first: ${byLayer})`);
     assert.equal(first.images[0]!.prefetch!.source, 'layers 2,1,0');
@@ -279,13 +296,13 @@ test('snapshotter observability and whole-layer prefetch', { timeout: 900_000 },
     await fh.read(Buffer.alloc(65536), 0, 65536, 20 << 20);
     await fh.close();
     const demandMs = performance.now() - t0;
-    const during = (await status(sock)).images[0]!.prefetch!;
+    const during = (await status(sock.path)).images[0]!.prefetch!;
     t.diagnostic(`demand read during the prefetch: ${demandMs.toFixed(0)} ms with ${DELAY} ms per registry request; prefetch then ${JSON.stringify(during)}`);
     // A few dependent round trips (extent block, data), not the queue ahead: the whole prefetch takes ~16 of them.
     assert.ok(during.running && during.issued < during.requests, 'the prefetch was still running');
     assert.ok(demandMs < 8 * DELAY, `the demand read took ${demandMs.toFixed(0)} ms`);
 
-    const s = await until(() => status(sock), (x) => x.images[0]?.prefetch?.running === false, 'the whole-layer prefetch to finish', 120_000);
+    const s = await until(() => status(sock.path), (x) => x.images[0]?.prefetch?.running === false, 'the whole-layer prefetch to finish', 120_000);
     const p = s.images[0]!.prefetch!;
     assert.equal(p.kind, 'layers');
     assert.equal(p.issued, p.requests);
@@ -303,17 +320,18 @@ test('snapshotter observability and whole-layer prefetch', { timeout: 900_000 },
   });
 
   await t.test('a label-listed whole-layer prefetch (bottom,top) fetches those layers in that order and stops on Remove', async (t) => {
-    const sock = join(await tempDir(t, 'dobs-sock-'), 'status.sock');
-    const d = await startSnapshotterDaemon(t, { args: ['--metrics-address', sock] });
+    const sock = await socketPath(t);
+    const d = await startSnapshotterDaemon(t, { args: ['--metrics-address', sock.path] });
+    sock.cleanupAfter();
     const top = await pull(d.client, layers, ref);
     const plain = await container(t, d, 'plain', top);
-    assert.equal((await status(sock)).images[0]?.prefetch, undefined, 'off by default');
+    assert.equal((await status(sock.path)).images[0]?.prefetch, undefined, 'off by default');
     await plain.done();
 
     const DELAY = 1500;
     throttle(fp, DELAY);
     const c = await container(t, d, 'listed', top, { [PREFETCH_LAYERS]: 'bottom,top' });
-    const first = await until(() => status(sock), (s) => (s.images[0]?.layers ?? []).some((l) => (l.cache?.traceRequests ?? 0) > 0), 'the first prefetch request');
+    const first = await until(() => status(sock.path), (s) => (s.images[0]?.layers ?? []).some((l) => (l.cache?.traceRequests ?? 0) > 0), 'the first prefetch request');
     const byLayer = first.images[0]!.layers.map((l) => l.cache!.traceRequests);
     assert.equal(first.images[0]!.prefetch!.source, 'layers 0,2');
     assert.ok(byLayer[0]! > 0 && byLayer[1] === 0 && byLayer[2] === 0, `the bottom layer first, the middle one never (by layer: ${byLayer})`);
@@ -327,7 +345,7 @@ test('snapshotter observability and whole-layer prefetch', { timeout: 900_000 },
     await sleep(2 * DELAY);
     assert.equal(blobRequests(fp), afterRemove, 'no registry request after Remove returned');
     fp.clear();
-    assert.deepEqual((await status(sock)).images, []);
+    assert.deepEqual((await status(sock.path)).images, []);
     assert.deepEqual(await leftovers(d.root), []);
     await d.kill();
   });
