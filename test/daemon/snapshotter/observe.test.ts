@@ -298,14 +298,15 @@ test('snapshotter observability and whole-layer prefetch', { timeout: 900_000 },
     const demandMs = performance.now() - t0;
     const during = (await status(sock.path)).images[0]!.prefetch!;
     t.diagnostic(`demand read during the prefetch: ${demandMs.toFixed(0)} ms with ${DELAY} ms per registry request; prefetch then ${JSON.stringify(during)}`);
-    // A few dependent round trips (extent block, data), not the queue ahead: the whole prefetch takes ~16 of them.
     assert.ok(during.running && during.issued < during.requests, 'the prefetch was still running');
-    assert.ok(demandMs < 8 * DELAY, `the demand read took ${demandMs.toFixed(0)} ms`);
 
     const s = await until(() => status(sock.path), (x) => x.images[0]?.prefetch?.running === false, 'the whole-layer prefetch to finish', 120_000);
     const p = s.images[0]!.prefetch!;
     assert.equal(p.kind, 'layers');
     assert.equal(p.issued, p.requests);
+    // A few dependent round trips (extent block, data), not the queue ahead of it (the rest of the
+    // prefetch; relative, so that a loaded machine slows both sides alike).
+    assert.ok(demandMs < 0.6 * p.wallMs, `the demand read took ${demandMs.toFixed(0)} ms, the whole prefetch ${p.wallMs} ms`);
     assert.equal(p.prefetchBytes, s.images[0]!.layers.reduce((n, l) => n + l.dataSize, 0), 'the whole of every layer was planned');
     for (const l of s.images[0]!.layers) {
       assert.ok(l.cache!.presentBytes >= 0.95 * l.blobSize!, `layer ${l.digest}: ${l.cache!.presentBytes} of ${l.blobSize} bytes cached`);
