@@ -52,7 +52,6 @@ export class TraceSessions {
   private readonly recordings = new Map<number, Recording>();
   /** By the device's tap (one per attached device). */
   private readonly replays = new WeakMap<TraceTap, Replaying>();
-  private readonly attached = new Map<number, TracedLayers>();
 
   constructor(private readonly core: SnapshotterCore) {}
 
@@ -106,7 +105,6 @@ export class TraceSessions {
     if (!plan.block) return;
     const device = await this.core.devices.get(plan.block.owner.id)?.catch(() => undefined);
     if (!device) return;
-    this.attached.set(row.id, device);
     const intent = await this.intent(row, plan, labels);
     if (intent) await this.begin(row, device, plan.block.imageRef, intent);
   }
@@ -203,16 +201,8 @@ export class TraceSessions {
     return e && { kind: e.kind, source: e.source, ...e.stats() };
   }
 
-  /** Replay figures of the image device container snapshot `id` uses (for info and tests). */
-  replayStats(id: number): (ReplayStats & { cacheMisses: number }) | undefined {
-    const device = this.attached.get(id);
-    const e = device && this.replays.get(device.tap);
-    return e?.stats();
-  }
-
   /** Container snapshot `row` is being removed: its recording (if any) stops and is written. */
   async removed(row: SnapshotRow): Promise<void> {
-    this.attached.delete(row.id);
     await this.recordings.get(row.id)?.finish();
   }
 
