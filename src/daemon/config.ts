@@ -8,6 +8,8 @@ import { parse, stringify } from 'smol-toml';
 import { resolveCacheDir } from '../io/cache.ts';
 import { p2pConfigFromTable, type P2PConfig } from '../p2p/config.ts';
 import { parseSize } from '../util/size.ts';
+import { parseHttpAddress } from './http-address.ts';
+import { parseLayerSelector } from './snapshotter/layer-prefetch.ts';
 
 export type RwMode = 'overlayfs' | 'dir' | 'dev';
 export const RW_MODES: readonly RwMode[] = ['overlayfs', 'dir', 'dev'];
@@ -37,6 +39,16 @@ export interface SnapshotterConfig {
   readAheadKB: number;
   /** The P2P agent (the `[p2p]` table, see p2p/config.ts); absent: no agent. */
   p2p?: P2PConfig;
+  /**
+   * Where the daemon serves Prometheus metrics (`/metrics`) and the JSON status of its attached
+   * images (`/status`): `HOST:PORT` or a unix socket path (see http-address.ts); '' = not served.
+   */
+  metricsAddress: string;
+  /**
+   * Whole-layer priority prefetch for images without a trace (snapshotter/layer-prefetch.ts):
+   * `top-first`, `bottom-first`, a list of layers, or '' (off; a Prepare label may still ask).
+   */
+  prefetch: { layers: string };
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/dadi/snapshotter.toml';
@@ -52,6 +64,8 @@ export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Snapshotter
     registry: { plainHttp: [], mirrors: [], upstreamTimeoutMs: 5000 },
     defaultVsizeGB: 64,
     readAheadKB: -1,
+    metricsAddress: '',
+    prefetch: { layers: '' },
   };
 }
 
@@ -127,7 +141,7 @@ class Reader {
 /** Applies a parsed TOML document onto `cfg`. */
 export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): SnapshotterConfig {
   const r = new Reader(file, '', doc);
-  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'cache', 'background', 'registry', 'p2p']);
+  r.known(['root', 'address', 'rwMode', 'logLevel', 'defaultVsizeGB', 'readAheadKB', 'metricsAddress', 'cache', 'background', 'registry', 'prefetch', 'p2p']);
   r.string('root', (v) => { cfg.root = v; });
   r.string('address', (v) => { cfg.address = v; });
   r.string('rwMode', (v) => {
@@ -144,6 +158,14 @@ export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): Sna
       throw new ConfigError(`${file}: readAheadKB must be a whole number of KiB, or -1 for the kernel's default`);
     }
     cfg.readAheadKB = doc.readAheadKB;
+  }
+  // '' is a value here (off), so these two do not go through Reader.string.
+  if (doc.metricsAddress !== undefined) cfg.metricsAddress = checkMetricsAddress(doc.metricsAddress, file);
+  const prefetch = r.table('prefetch');
+  if (prefetch) {
+    prefetch.known(['layers']);
+    const v = (doc.prefetch as Table).layers;
+    if (v !== undefined) cfg.prefetch.layers = checkPrefetchLayers(v, file);
   }
   const cache = r.table('cache');
   if (cache) {
@@ -187,6 +209,29 @@ export function applyToml(cfg: SnapshotterConfig, doc: Table, file: string): Sna
   return cfg;
 }
 
+/** A metrics address from a file or a flag: '' (off) or a parseable address. */
+export function checkMetricsAddress(v: unknown, where: string): string {
+  if (typeof v !== 'string') throw new ConfigError(`${where}: metricsAddress must be a string (HOST:PORT or a socket path; "" = off)`);
+  if (v === '') return v;
+  try {
+    parseHttpAddress(v);
+  } catch (err) {
+    throw new ConfigError(`${where}: metricsAddress: ${(err as Error).message}`);
+  }
+  return v;
+}
+
+/** A whole-layer prefetch selector from a file or a flag: '' (off) or a valid selector. */
+export function checkPrefetchLayers(v: unknown, where: string): string {
+  if (typeof v !== 'string') throw new ConfigError(`${where}: prefetch.layers must be a string (top-first, bottom-first, a layer list; "" = off)`);
+  try {
+    parseLayerSelector(v);
+  } catch (err) {
+    throw new ConfigError(`${where}: ${(err as Error).message}`);
+  }
+  return v;
+}
+
 /**
  * The config from `file` (when given, it must exist; the default path may be absent) over the
  * defaults. `$DADI_CACHE_DIR` sets the default cache dir, as for every command.
@@ -228,9 +273,11 @@ export function formatConfig(cfg: SnapshotterConfig): string {
     logLevel: cfg.logLevel,
     defaultVsizeGB: cfg.defaultVsizeGB,
     readAheadKB: cfg.readAheadKB,
+    metricsAddress: cfg.metricsAddress,
     cache: { dir: cfg.cache.dir, size: cfg.cache.size, refillUnit: cfg.cache.refillUnit },
     background: { enable: cfg.background.enable, delaySeconds: cfg.background.delaySeconds, rate: cfg.background.bytesPerSecond },
     registry: { plainHttp: cfg.registry.plainHttp, mirrors: cfg.registry.mirrors.map((m) => ({ ...m })), upstreamTimeoutMs: cfg.registry.upstreamTimeoutMs },
+    prefetch: { layers: cfg.prefetch.layers },
     ...(cfg.p2p ? { p2p: { self: cfg.p2p.self, listen: cfg.p2p.listen, root: cfg.p2p.root, peers: cfg.p2p.members, fanout: cfg.p2p.fanout,
       timeoutMs: cfg.p2p.timeoutMs } } : {}), // the peer token is a secret: never printed
   };

@@ -18,10 +18,14 @@ import { P2PAgent } from '../p2p/agent.ts';
 import type { SnapshotterConfig } from './config.ts';
 import { addSnapshotsService } from './snapshotter/service.ts';
 import { Snapshotter } from './snapshotter/snapshotter.ts';
+import { snapshotterStatus } from './snapshotter/status.ts';
+import { startStatusServer, type StatusServer } from './status-server.ts';
 
 export interface RunningSnapshotter {
   snapshotter: Snapshotter;
   address: string;
+  /** Where /metrics and /status are served (`HOST:PORT` with the real port, or `unix:PATH`), when configured. */
+  metricsAddress: string | undefined;
   stop(): Promise<void>;
 }
 
@@ -65,13 +69,24 @@ export async function startSnapshotter(cfg: SnapshotterConfig): Promise<RunningS
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${cfg.address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
+  let status: StatusServer | undefined;
+  if (cfg.metricsAddress) {
+    try {
+      status = await startStatusServer(cfg.metricsAddress, () => snapshotterStatus(snapshotter));
+    } catch (err) {
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await snapshotter.close();
+      throw new Error(`metricsAddress ${cfg.metricsAddress}: ${(err as Error).message}`, { cause: err });
+    }
+  }
   log.info({ address: cfg.address, root: cfg.root, cacheDir: cfg.cache.dir, rwMode: cfg.rwMode, ms: Math.round(performance.now() - started) },
     'dadi snapshotter serving');
   let stopping: Promise<void> | undefined;
   return {
-    snapshotter, address: cfg.address,
+    snapshotter, address: cfg.address, metricsAddress: status?.address,
     stop: () => {
       stopping ??= (async () => {
+        await status?.close();
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         await snapshotter.close();
         await agent?.close();

@@ -9,6 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { applyToml, defaultConfig, loadConfig } from '../../src/daemon/config.ts';
+import { parseHttpAddress } from '../../src/daemon/http-address.ts';
 import { repoRoot, runDadi, tempDir } from '../helpers/env.ts';
 
 test('--print-config prints the defaults as TOML that loads back to the same config', async (t) => {
@@ -70,4 +71,49 @@ test('the shipped deploy files agree with the defaults', async () => {
   assert.deepEqual({ ...ctd.proxy_plugins.dadi }, { type: 'snapshot', address: d.address });
   const unit = await readFile(join(repoRoot, 'deploy', 'dadi-snapshotter.service'), 'utf8');
   assert.match(unit, /ExecStart=\S*dadi snapshotter --config \/etc\/dadi\/snapshotter\.toml/);
+});
+
+test('metricsAddress and prefetch.layers: off by default, set by file or flag, printed, and checked', async (t) => {
+  const d = defaultConfig();
+  assert.equal(d.metricsAddress, '');
+  assert.deepEqual(d.prefetch, { layers: '' });
+  const dir = await tempDir(t);
+  const file = join(dir, 'm.toml');
+  await writeFile(file, 'metricsAddress = "/run/dadi-snapshotter/metrics.sock"\n[prefetch]\nlayers = "top,-2"\n');
+  const cfg = await loadConfig(file);
+  assert.equal(cfg.metricsAddress, '/run/dadi-snapshotter/metrics.sock');
+  assert.equal(cfg.prefetch.layers, 'top,-2');
+  const r = await runDadi(['snapshotter', '--config', file, '--metrics-address', '127.0.0.1:9863', '--prefetch-layers', 'bottom-first', '--print-config']);
+  assert.equal(r.code, 0, r.stderr);
+  const printed = parse(r.stdout.toString()) as { metricsAddress: string; prefetch: { layers: string } };
+  assert.equal(printed.metricsAddress, '127.0.0.1:9863');
+  assert.equal(printed.prefetch.layers, 'bottom-first');
+  const off = await runDadi(['snapshotter', '--config', file, '--metrics-address', '', '--prefetch-layers', 'none', '--print-config']);
+  assert.equal(off.code, 0, off.stderr);
+  assert.match(off.stdout.toString(), /^metricsAddress = ""$/m, 'an empty flag turns the endpoint off');
+  assert.match(off.stdout.toString(), /^layers = ""$/m);
+  const bad = (doc: Record<string, unknown>): string => {
+    try {
+      applyToml(defaultConfig(), doc, 'x.toml');
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.match(bad({ metricsAddress: 'localhost' }), /x\.toml: metricsAddress: not an HTTP listen address: "localhost"/);
+  assert.match(bad({ metricsAddress: 9863 }), /metricsAddress must be a string/);
+  assert.match(bad({ prefetch: { layers: 'middle' } }), /x\.toml: prefetch layers: "middle" is not top, bottom/);
+  assert.match(bad({ prefetch: { order: 'top' } }), /prefetch\.order is not a known key/);
+  const flag = await runDadi(['snapshotter', '--metrics-address', 'nowhere', '--print-config']);
+  assert.notEqual(flag.code, 0);
+  assert.match(flag.stderr, /--metrics-address: metricsAddress: not an HTTP listen address/);
+});
+
+test('metrics addresses: HOST:PORT, tcp:, [v6]:PORT, unix: and socket paths', () => {
+  assert.deepEqual(parseHttpAddress('127.0.0.1:9863'), { host: '127.0.0.1', port: 9863 });
+  assert.deepEqual(parseHttpAddress('tcp:localhost:1'), { host: 'localhost', port: 1 });
+  assert.deepEqual(parseHttpAddress('[::1]:80'), { host: '::1', port: 80 });
+  assert.deepEqual(parseHttpAddress('unix:/run/x.sock'), { unix: '/run/x.sock' });
+  assert.deepEqual(parseHttpAddress('/run/x.sock'), { unix: '/run/x.sock' });
+  for (const bad of ['localhost', ':80', 'host:99999', 'unix:', 'http://h:1']) assert.throws(() => parseHttpAddress(bad), /not an HTTP listen address/, bad);
 });

@@ -33,6 +33,8 @@ export interface SnapshotterDaemonOptions {
   toml?: string;
   /** Share a cache directory between daemons. */
   cacheDir?: string;
+  /** More command-line flags (e.g. --metrics-address). */
+  args?: string[];
 }
 
 /** A short base directory: NBD socket paths under the root must stay under 108 bytes. */
@@ -54,7 +56,7 @@ export async function startSnapshotterDaemon(t: TestContext, opts: SnapshotterDa
   const client = new SnapshotsClient(conn);
 
   const start = async (env: NodeJS.ProcessEnv = {}): Promise<void> => {
-    const [cmd, args] = dadiArgv(['snapshotter', '--config', config, '--root', root, '--address', address, '--cache-dir', cacheDir]);
+    const [cmd, args] = dadiArgv(['snapshotter', '--config', config, '--root', root, '--address', address, '--cache-dir', cacheDir, ...(opts.args ?? [])]);
     const { openSync, closeSync } = await import('node:fs');
     const fd = openSync(logFile, 'a');
     const c = spawn(cmd, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });

@@ -14,6 +14,8 @@ interface SnapshotterFlags {
   rwMode?: string;
   logLevel?: string;
   printConfig?: boolean;
+  metricsAddress?: string;
+  prefetchLayers?: string;
   readyFd?: string;
 }
 
@@ -27,6 +29,8 @@ export function register(program: Command): void {
     .option('--cache-dir <dir>', 'block cache directory (default: config, else $DADI_CACHE_DIR, else /var/cache/dadi for root)')
     .option('--rw-mode <mode>', 'what a container on a dadi image writes to: overlayfs, dir or dev')
     .option('--log-level <level>', 'debug, info, warn or error')
+    .option('--metrics-address <addr>', 'serve /metrics (Prometheus) and /status (attached images, JSON) on HOST:PORT or a unix socket path ("" = off, the default)')
+    .option('--prefetch-layers <order>', 'prefetch whole layers of images without a trace: top-first, bottom-first, or a list (top,bottom,INDEX,DIGEST); none = off')
     .option('--print-config', 'print the effective config as TOML and exit')
     .option('--ready-fd <fd>', 'write "ready\\n" to this inherited file descriptor once serving')
     .addHelpText('after', [
@@ -39,10 +43,11 @@ export function register(program: Command): void {
       'Examples:',
       '  dadi snapshotter --print-config > /etc/dadi/snapshotter.toml',
       '  dadi snapshotter --config /etc/dadi/snapshotter.toml',
+      '  dadi snapshotter --metrics-address 127.0.0.1:9863   # curl 127.0.0.1:9863/metrics; dadi image info --daemon 127.0.0.1:9863',
     ].join('\n'))
     .action(async (flags: SnapshotterFlags) => {
       const { resolve } = await import('node:path');
-      const { loadConfig, formatConfig, RW_MODES } = await import('../../daemon/config.ts');
+      const { loadConfig, formatConfig, RW_MODES, checkMetricsAddress, checkPrefetchLayers } = await import('../../daemon/config.ts');
       const cfg = await loadConfig(flags.config);
       if (flags.root) cfg.root = resolve(flags.root);
       if (flags.address) cfg.address = resolve(flags.address);
@@ -52,6 +57,8 @@ export function register(program: Command): void {
         cfg.rwMode = flags.rwMode as typeof cfg.rwMode;
       }
       if (flags.logLevel) cfg.logLevel = flags.logLevel;
+      if (flags.metricsAddress !== undefined) cfg.metricsAddress = checkMetricsAddress(flags.metricsAddress, '--metrics-address');
+      if (flags.prefetchLayers !== undefined) cfg.prefetch.layers = checkPrefetchLayers(flags.prefetchLayers === 'none' ? '' : flags.prefetchLayers, '--prefetch-layers');
       if (flags.printConfig) {
         process.stdout.write(formatConfig(cfg));
         return;

@@ -7,22 +7,24 @@
  * the optional `containerd.io/snapshot/dadi/record-trace-timeout` (seconds), or when the device
  * closes; then P is written and `P.ok` created. A replay runs once per attached image device and
  * starts once the image's file system is mounted and stops when the device detaches (the last
- * container of the image is removed).
+ * container of the image is removed). A rootfs Prepare of an image with no trace prefetches whole
+ * layers when the config or a label asks for it (layer-prefetch.ts), through the same replay.
  */
 import { access, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Counter, Histogram } from 'prom-client';
 import { errorMessage } from '../../errors.ts';
 import { fileListRecords, parseFileList } from '../../image/trace/file-list.ts';
 import { decodeTrace, isTraceFile, type TraceRecord } from '../../image/trace/format.ts';
 import { TraceRecorder } from '../../image/trace/recorder.ts';
-import { planReplay, TraceReplay, type ReplayStats } from '../../image/trace/replay.ts';
+import { planReplay, TraceReplay, type ReplayRequest, type ReplayStats } from '../../image/trace/replay.ts';
 import { log } from '../../util/log.ts';
 import type { TraceTap } from '../../image/trace/tap.ts';
 import type { TracedLayers } from './device.ts';
 import type { LowerPlan, SnapshotterCore } from './core.ts';
 import { Label } from './labels.ts';
+import { layerOrder, parseLayerSelector, planLayerPrefetch, PREFETCH_LAYERS_LABEL, type LayerSelector } from './layer-prefetch.ts';
 import type { SnapshotRow } from './metadata.ts';
+import { prefetchMetrics, type PrefetchKind, type PrefetchRun } from './prefetch-metrics.ts';
 
 export const TraceLabel = {
   record: 'containerd.io/snapshot/overlaybd/record-trace',
@@ -34,27 +36,22 @@ export const TraceLabel = {
 /** The file an acceleration layer unpacks (§7.8). */
 export const ACCEL_TRACE_FILE = 'trace';
 
-const metrics = {
-  prefetchBytes: new Counter({ name: 'dadi_trace_prefetch_bytes_total', help: 'Traced bytes requested by trace replay', labelNames: ['image'] }),
-  demandHits: new Counter({ name: 'dadi_trace_demand_hits_total', help: 'Demand reads served by bytes a trace replay had prefetched', labelNames: ['image'] }),
-  demandReads: new Counter({ name: 'dadi_trace_demand_reads_total', help: 'Demand reads of a layer while its image had a trace replay', labelNames: ['image'] }),
-  replaySeconds: new Histogram({ name: 'dadi_trace_replay_seconds', help: 'Wall time of a trace replay', labelNames: ['image'], buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60] }),
-};
-
 const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
 
 interface Recording { recorder: TraceRecorder; path: string; image: string; finish: () => Promise<void> }
 
-type Intent = { kind: 'record'; path: string; timeoutSec: number } | { kind: 'replay'; path: string };
+type Intent = { kind: 'record'; path: string; timeoutSec: number } | { kind: 'replay'; path: string } | { kind: 'layers'; order: number[] };
 
-interface Replaying { replay: TraceReplay; image: string; cacheMisses: () => number; missesAtStart: number }
+/** What a prefetch of an attached image did so far (the status endpoint, `dadi image info --daemon`). */
+export type PrefetchStatus = ReplayStats & { kind: PrefetchKind; source: string; cacheMisses: number };
+
+interface Replaying extends PrefetchRun { replay: TraceReplay; source: string }
 
 export class TraceSessions {
   /** By the container snapshot's id. */
   private readonly recordings = new Map<number, Recording>();
   /** By the device's tap (one per attached device). */
   private readonly replays = new WeakMap<TraceTap, Replaying>();
-  private readonly attached = new Map<number, TracedLayers>();
 
   constructor(private readonly core: SnapshotterCore) {}
 
@@ -67,7 +64,26 @@ export class TraceSessions {
       return size === 0 ? { kind: 'record', path, timeoutSec: Number(labels[TraceLabel.timeout] ?? 0) || 0 } : { kind: 'replay', path };
     }
     const accel = row.parentId === null ? undefined : this.core.db.chain(row.parentId).find((s) => s.storage === 'accel');
-    return accel ? { kind: 'replay', path: join(this.core.layout.fs(accel.id), ACCEL_TRACE_FILE) } : undefined;
+    if (accel) return { kind: 'replay', path: join(this.core.layout.fs(accel.id), ACCEL_TRACE_FILE) };
+    // No trace: whole layers in priority order, when the label or the config asks for it.
+    const sel = this.layerSelector(labels, plan.block.imageRef);
+    if (!sel) return undefined;
+    const order = layerOrder(sel, plan.block.lowers.map((l) => (l.kind === 'remote' ? l.digest : undefined)));
+    return order.length > 0 ? { kind: 'layers', order } : undefined;
+  }
+
+  /** The whole-layer selector of a Prepare: its label, else the config; a bad label is logged and ignored. */
+  private layerSelector(labels: Record<string, string>, image: string): LayerSelector | undefined {
+    const label = labels[PREFETCH_LAYERS_LABEL];
+    if (label !== undefined) {
+      try {
+        return parseLayerSelector(label);
+      } catch (err) {
+        log.warn({ image, label, err: errorMessage(err) }, 'prefetch-layers label ignored');
+        return undefined;
+      }
+    }
+    return parseLayerSelector(this.core.config.prefetch.layers);
   }
 
   /**
@@ -89,7 +105,6 @@ export class TraceSessions {
     if (!plan.block) return;
     const device = await this.core.devices.get(plan.block.owner.id)?.catch(() => undefined);
     if (!device) return;
-    this.attached.set(row.id, device);
     const intent = await this.intent(row, plan, labels);
     if (intent) await this.begin(row, device, plan.block.imageRef, intent);
   }
@@ -97,7 +112,8 @@ export class TraceSessions {
   private async begin(row: SnapshotRow, d: TracedLayers, image: string, intent: Intent): Promise<void> {
     try {
       if (intent.kind === 'record') await this.record(row, d, image, intent.path, intent.timeoutSec);
-      else await this.replay(d, image, intent.path);
+      else if (intent.kind === 'replay') await this.replay(d, image, intent.path);
+      else this.start(d, image, 'layers', `layers ${intent.order.join(',')}`, planLayerPrefetch(intent.order, d.layers.map((l) => l.data.size)));
     } catch (err) {
       // Prefetch is an optimisation: a bad trace never fails the container.
       log.warn({ image, snapshot: row.name, err: errorMessage(err) }, 'trace record/replay not started');
@@ -140,6 +156,7 @@ export class TraceSessions {
     const buf = await readFile(path).catch(() => undefined);
     if (!buf || buf.length === 0) return;
     let records: TraceRecord[];
+    let kind: PrefetchKind = 'trace';
     if (isTraceFile(buf)) {
       records = decodeTrace(buf, path);
     } else {
@@ -148,38 +165,44 @@ export class TraceSessions {
       if (list.missing.length > 0) log.warn({ image, path, missing: list.missing.slice(0, 20) }, 'prefetch list: paths not in the image, skipped');
       log.info({ image, path, files: list.files, ranges: list.records.length }, 'prefetch list resolved');
       records = list.records;
+      kind = 'file-list';
     }
-    const layers = device.layers.map((l, i) => {
-      const source = device.tap.layers[i];
-      const blob = l.cached?.blob;
-      return source ? { source, demandIdle: () => blob?.waitDemandIdle() ?? Promise.resolve() } : undefined;
-    });
-    const cacheMisses = (): number => device.layers.reduce((n, l) => n + (l.cached?.stats.misses ?? 0), 0);
-    const replay = new TraceReplay(image, planReplay(records), layers, device.tap);
-    const entry = { replay, image, cacheMisses, missesAtStart: cacheMisses() };
-    this.replays.set(device.tap, entry);
-    void replay.done.then(() => metrics.replaySeconds.observe({ image }, replay.stats().wallMs / 1000));
-    device.onClose(`trace replay of ${image}`, async () => {
-      await replay.stop();
-      const s = replay.stats();
-      metrics.prefetchBytes.inc({ image }, s.issuedBytes);
-      metrics.demandHits.inc({ image }, s.demandHitsPrefetched);
-      metrics.demandReads.inc({ image }, s.demandReads);
-      log.info({ image, ...s, cacheMisses: cacheMisses() - entry.missesAtStart }, 'trace replay summary at detach');
-    });
-    log.info({ image, path, records: records.length, requests: replay.stats().requests }, 'replaying a trace');
+    const requests = planReplay(records);
+    this.start(device, image, kind, path, requests);
+    log.info({ image, path, records: records.length, requests: requests.length }, 'replaying a trace');
   }
 
-  /** Replay figures of the image device container snapshot `id` uses (for info and tests). */
-  replayStats(id: number): (ReplayStats & { cacheMisses: number }) | undefined {
-    const device = this.attached.get(id);
-    const e = device && this.replays.get(device.tap);
-    return e && { ...e.replay.stats(), cacheMisses: e.cacheMisses() - e.missesAtStart };
+  /** Starts prefetching `requests` into the device's cache behind demand reads; it stops when the device closes. */
+  private start(device: TracedLayers, image: string, kind: PrefetchKind, source: string, requests: ReplayRequest[]): void {
+    if (this.replays.has(device.tap)) return;
+    const layers = device.layers.map((l, i) => {
+      const src = device.tap.layers[i];
+      const blob = l.cached?.blob;
+      return src ? { source: src, demandIdle: () => blob?.waitDemandIdle() ?? Promise.resolve() } : undefined;
+    });
+    const cacheMisses = (): number => device.layers.reduce((n, l) => n + (l.cached?.stats.misses ?? 0), 0);
+    const missesAtStart = cacheMisses();
+    const replay = new TraceReplay(image, requests, layers, device.tap);
+    const entry: Replaying = { replay, image, kind, source, stats: () => ({ ...replay.stats(), cacheMisses: cacheMisses() - missesAtStart }) };
+    this.replays.set(device.tap, entry);
+    prefetchMetrics.started(entry);
+    void replay.done.then(() => prefetchMetrics.done(entry));
+    device.onClose(`${kind} prefetch of ${image}`, async () => {
+      await replay.stop();
+      prefetchMetrics.ended(entry);
+      log.info({ image, kind, ...entry.stats() }, 'trace replay summary at detach');
+    });
+    if (kind === 'layers') log.info({ image, layers: source, requests: requests.length, bytes: replay.stats().prefetchBytes }, 'prefetching whole layers');
+  }
+
+  /** What the prefetch of the device with this tap did so far, if it has one. */
+  prefetchOf(tap: TraceTap): PrefetchStatus | undefined {
+    const e = this.replays.get(tap);
+    return e && { kind: e.kind, source: e.source, ...e.stats() };
   }
 
   /** Container snapshot `row` is being removed: its recording (if any) stops and is written. */
   async removed(row: SnapshotRow): Promise<void> {
-    this.attached.delete(row.id);
     await this.recordings.get(row.id)?.finish();
   }
 
