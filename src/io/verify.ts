@@ -8,11 +8,12 @@
  *
  * A chunk that fails is asked for again once, through the refetch contract (refetch.ts: another
  * upstream when the source has several, else the same one again); if it fails again the read
- * fails with EIO naming the layer, the chunk and the upstream, logged once. Wrong bytes never
- * leave this filter.
+ * fails with EIO naming the layer, the chunk and the upstream, logged once. A fetch the upstream
+ * could not complete (a cut or mislabelled answer, after the client's own retries and the other
+ * upstreams) fails the same way, naming the chunks it was for. Wrong bytes never leave this filter.
  */
 import { createHash } from 'node:crypto';
-import { DiskError } from '../errors.ts';
+import { DiskError, errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { SourceFilter } from './filter.ts';
 import { canRefetch } from './refetch.ts';
@@ -39,6 +40,8 @@ export interface VerifyCounters {
   recovered: number;
   /** Reads failed because a chunk did not match twice. */
   failures: number;
+  /** Reads failed because the upstream could not deliver the chunks at all (error, short answer). */
+  fetchFailures: number;
 }
 
 /**
@@ -59,7 +62,7 @@ export function chunkMatches(bytes: Uint8Array, digests: Uint8Array, index: numb
 }
 
 export class VerifiedSource extends SourceFilter {
-  readonly counters: VerifyCounters = { chunksVerified: 0, mismatches: 0, recovered: 0, failures: 0 };
+  readonly counters: VerifyCounters = { chunksVerified: 0, mismatches: 0, recovered: 0, failures: 0, fetchFailures: 0 };
 
   /** `layer` names the layer in errors and logs. */
   constructor(next: ByteSource, private readonly table: ChunkTable, private readonly layer: string) {
@@ -88,10 +91,13 @@ export class VerifiedSource extends SourceFilter {
       // A chunk-aligned read is fetched straight into the caller's buffer (the cache's case).
       const direct = w.start === offset && w.stop === coveredEnd;
       const buf = direct ? dst.subarray(0, w.stop - w.start) : new Uint8Array(w.stop - w.start);
-      const n = await this.next.read(buf, w.start);
-      if (n !== buf.length) {
-        throw new DiskError('EIO', `${this.layer}: ${this.upstreamAt(w.start)} returned ${n} bytes at ${w.start}, expected ${buf.length}`);
+      let n: number;
+      try {
+        n = await this.next.read(buf, w.start);
+      } catch (err) {
+        throw this.unfetched(w, err);
       }
+      if (n !== buf.length) throw this.unfetched(w, new Error(`returned ${n} bytes, expected ${buf.length}`));
       for (let i = w.first; i <= w.last; i++) {
         const at = i * chunkSize - w.start;
         const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
@@ -110,6 +116,17 @@ export class VerifiedSource extends SourceFilter {
   private upstreamAt(offset: number): string {
     const next = this.next;
     return (canRefetch(next) ? next.servedBy?.(offset) : undefined) ?? next.name ?? 'upstream';
+  }
+
+  /** The EIO (logged) for a fetch of chunks [w.first, w.last] that failed or came back short. */
+  private unfetched(w: { first: number; last: number; start: number; stop: number }, cause: unknown): DiskError {
+    this.counters.fetchFailures++;
+    const upstream = this.upstreamAt(w.start);
+    const chunks = w.first === w.last ? `chunk ${w.first}` : `chunks ${w.first}..${w.last}`;
+    const why = errorMessage(cause);
+    log.error({ layer: this.layer, chunk: w.first, lastChunk: w.last, offset: w.start, length: w.stop - w.start, upstream, err: why },
+      'verify: the upstream could not deliver the chunks: the read fails with EIO');
+    return new DiskError('EIO', `${this.layer}: ${chunks} (bytes ${w.start}..${w.stop}) from ${upstream} could not be fetched: ${why}`, { cause });
   }
 
   /** Chunk `index` did not match: fetch it once more (from another upstream if there is one), else fail. */
