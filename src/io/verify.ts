@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { DiskError, errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { SourceFilter } from './filter.ts';
+import { canReadProgressive } from './progress.ts';
 import { canRefetch } from './refetch.ts';
 import type { ByteSource, SourceCaps } from './types.ts';
 
@@ -61,6 +62,33 @@ export function chunkMatches(bytes: Uint8Array, digests: Uint8Array, index: numb
   return Buffer.compare(got, want) === 0;
 }
 
+/**
+ * The chunk checks of one fetch into `buf` (chunk `first` onward): `onFilled(n)` hashes every
+ * chunk that is whole within the first n bytes and not yet checked; `onFilled(0)` (a retry
+ * rewriting `buf`) forgets what was checked.
+ */
+class ArrivalCheck {
+  private checked = 0;
+  /** Table indexes of the chunks that did not match. */
+  bad: number[] | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly first: number, private readonly chunkSize: number,
+    private readonly digests: Uint8Array) {}
+
+  readonly onFilled = (n: number): void => {
+    if (n < this.checked) {
+      this.checked = 0;
+      this.bad = undefined;
+    }
+    const { buf, chunkSize } = this;
+    for (let end = Math.min(buf.length, this.checked + chunkSize); end <= n && this.checked < buf.length; end = Math.min(buf.length, this.checked + chunkSize)) {
+      const i = this.first + this.checked / chunkSize;
+      if (!chunkMatches(buf.subarray(this.checked, end), this.digests, i)) (this.bad ??= []).push(i);
+      this.checked = end;
+    }
+  };
+}
+
 export class VerifiedSource extends SourceFilter {
   readonly counters: VerifyCounters = { chunksVerified: 0, mismatches: 0, recovered: 0, failures: 0, fetchFailures: 0 };
 
@@ -91,18 +119,22 @@ export class VerifiedSource extends SourceFilter {
       // A chunk-aligned read is fetched straight into the caller's buffer (the cache's case).
       const direct = w.start === offset && w.stop === coveredEnd;
       const buf = direct ? dst.subarray(0, w.stop - w.start) : new Uint8Array(w.stop - w.start);
+      // Chunks are hashed as they arrive when the upstream reports its progress (an HTTP body):
+      // all but the last are checked while later bytes are still on the wire.
+      const check = new ArrivalCheck(buf, w.first, chunkSize, this.table.digests);
+      const next = this.next;
       let n: number;
       try {
-        n = await this.next.read(buf, w.start);
+        n = canReadProgressive(next) ? await next.readProgressive(buf, w.start, check.onFilled) : await next.read(buf, w.start);
       } catch (err) {
         throw this.unfetched(w, err);
       }
       if (n !== buf.length) throw this.unfetched(w, new Error(`returned ${n} bytes, expected ${buf.length}`));
-      for (let i = w.first; i <= w.last; i++) {
+      check.onFilled(buf.length);
+      this.counters.chunksVerified += w.last - w.first + 1 - (check.bad?.length ?? 0);
+      for (const i of check.bad ?? []) {
         const at = i * chunkSize - w.start;
-        const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
-        if (chunkMatches(chunk, this.table.digests, i)) this.counters.chunksVerified++;
-        else await this.recover(chunk, i);
+        await this.recover(buf.subarray(at, Math.min(buf.length, at + chunkSize)), i);
       }
       if (!direct) dst.set(buf.subarray(offset - w.start, coveredEnd - w.start), 0);
     }

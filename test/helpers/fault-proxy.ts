@@ -29,13 +29,13 @@ export type Fault =
    * A lying upstream: a response with a body of more than `minBytes` bytes is served as `mode`
    * says (default flipByte). Smaller ones pass untouched (so a test can spare single-chunk refetches).
    */
-  | { kind: 'corrupt'; mode?: CorruptMode; minBytes?: number; other?: string; shift?: number };
+  | { kind: 'corrupt'; mode?: CorruptMode; minBytes?: number; other?: string; shift?: number; at?: number };
 
 /**
  * How a `corrupt` fault lies. Content lies keep upstream's status and headers (a well-formed
  * answer that only a digest can catch); transport lies break the HTTP answer itself.
- * - flipByte: the middle byte inverted.
- * - flipBit: one bit of the middle byte inverted.
+ * - flipByte: the middle byte (or the body's byte `at`) inverted.
+ * - flipBit: one bit of the middle byte (or of byte `at`) inverted.
  * - otherBlob: the body is another blob's bytes for the same range (`other`: its digest, in the
  *   same repository; where it is shorter the true bytes remain).
  * - otherRange: the body is the same blob's bytes `shift` bytes away (default 1 MiB; before the
@@ -218,7 +218,7 @@ export class FaultProxy {
       case 'flipByte':
       case 'flipBit':
         served = Buffer.from(body);
-        served[served.length >> 1] ^= mode === 'flipBit' ? 0x10 : 0xff;
+        served[Math.min(served.length - 1, fault.at ?? served.length >> 1)] ^= mode === 'flipBit' ? 0x10 : 0xff;
         break;
       case 'otherBlob':
       case 'otherRange': {

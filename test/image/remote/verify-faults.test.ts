@@ -41,7 +41,7 @@ const VSIZE = 64 * MiB;
 const PIECE = 256 << 10;
 const ALL: readonly CorruptMode[] = [...CONTENT_LIES, ...TRANSPORT_LIES];
 
-interface World { reg: TestRegistry; probe: LocalProbe; dir: string; digest: string; other: string; chunkSize: number }
+interface World { reg: TestRegistry; probe: LocalProbe; dir: string; digest: string; other: string; chunkSize: number; offsets: number[] }
 
 /** One registry holding the layer under test (tag v1) and another layer of the same size (tag other). */
 async function world(t: TestContext, compress: 'none' | 'zstd', seed: number): Promise<World> {
@@ -57,7 +57,7 @@ async function world(t: TestContext, compress: 'none' | 'zstd', seed: number): P
   await pushObdImage(reg.hostPort, 'verify/faults', 'other', otherImg);
   const probe = await openLocalProbe([layer.path]);
   t.after(() => probe.close());
-  return { reg, probe, dir, digest: img.layers[0]!.digest, other: otherImg.layers[0]!.digest, chunkSize: DEFAULT_CHUNK_SIZE };
+  return { reg, probe, dir, digest: img.layers[0]!.digest, other: otherImg.layers[0]!.digest, chunkSize: DEFAULT_CHUNK_SIZE, offsets: layer.offsets };
 }
 
 const blobGet = (digest: string) => (req: IncomingMessage): boolean => req.method === 'GET' && (req.url ?? '').endsWith(`/blobs/${digest}`);
@@ -215,6 +215,30 @@ for (const [compress, seed] of [['none', 21], ['zstd', 31]] as const) {
     }
   });
 }
+
+test('a retry rewrites what a cut attempt delivered: chunks checked as they arrived are checked again (the retry flips a byte the cut attempt had sent right)', async (t) => {
+  if (!requireSystem(t, { commands: ['docker-registry'] })) return;
+  const w = await world(t, 'none', 51);
+  const proxy = await startFaultProxy(t, w.reg.url);
+  const cacheDir = join(w.dir, 'cache');
+  const remote = await open(t, w, `${proxy.hostPort}/verify/faults:v1`, cacheDir);
+  const from = proxy.log.length;
+  // Attempt 1 sends the first half of the range right, then closes; the client retries, and
+  // attempt 2 flips a byte of the range's second chunk (one attempt 1 delivered whole and right).
+  const big = (req: IncomingMessage): boolean => blobGet(w.digest)(req) && /^bytes=\d+-\d+$/.test(String(req.headers.range));
+  proxy.inject({ kind: 'corrupt', mode: 'cut', minBytes: w.chunkSize }, { match: big });
+  proxy.inject({ kind: 'corrupt', mode: 'flipByte', at: w.chunkSize + 100, minBytes: w.chunkSize }, { match: big });
+  const buf = Buffer.alloc(PIECE);
+  const off = w.offsets[0]!;
+  await remote.disk.read(buf, off);
+  assert.ok(buf.equals((await w.probe.read(off, PIECE)).bytes), 'the read returned the right bytes');
+  const log = proxy.log.slice(from);
+  assert.deepEqual(log.filter((e) => e.mode).map((e) => e.mode), ['cut', 'flipByte'], 'the read met the cut, then the flip on its retry');
+  const v = remote.layers[0]!.verify!;
+  assert.deepEqual({ mismatches: v.mismatches, recovered: v.recovered }, { mismatches: 1, recovered: 1 }, 'the flipped chunk of the retry was caught and refetched');
+  await remote.close();
+  await assertCacheClean(cacheDir, w.digest);
+});
 
 test('dadi serve + nbdcopy behind a proxy that cuts bodies, then serves another blob, then flips a bit: each copy fails with EIO, the daemon names layer, chunk and upstream and stays up; then the disk is the layer', async (t) => {
   if (!requireSystem(t, { commands: ['docker-registry', 'nbdcopy'] })) return;
