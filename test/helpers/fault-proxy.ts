@@ -178,6 +178,7 @@ export class FaultProxy {
         res.end(body);
     }
   }
+
   /** Answers with `fault`'s lie about upstream's answer (`body`); see CorruptMode. */
   private async lie(req: IncomingMessage, res: ServerResponse, upRes: IncomingMessage, body: Buffer,
     fault: Extract<Fault, { kind: 'corrupt' }>, entry: ProxyLogEntry): Promise<void> {
