@@ -4,7 +4,9 @@
  * verification on and off, alternating, in one run, from the embedded registry over loopback (no
  * link shaping: the worst case for verification, since fetching costs least there). Also warm
  * reads (served from the cache, above the verifier) and the conversion-side cost: sealing a layer
- * file with its table vs hashing it once (what conversion did before tables).
+ * file with its table vs hashing it once (what conversion did before tables). And the latency
+ * verification adds to one 256 KiB fetch (the cache's refill unit) whose bytes arrive over time,
+ * as from a 1 Gbit/s link: hashing each chunk as it arrives vs all of them after the last byte.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -15,7 +17,10 @@ import { pipeline } from 'node:stream/promises';
 import { appendDigestTable } from '../src/format/tar/append-table.ts';
 import { TarWrapSink } from '../src/format/tar/writer.ts';
 import { openRemoteImage } from '../src/image/remote.ts';
+import type { ProgressiveRead } from '../src/io/progress.ts';
 import { FileSink } from '../src/io/sink.ts';
+import { PLAIN_SOURCE, type ByteSource } from '../src/io/types.ts';
+import { VerifiedSource } from '../src/io/verify.ts';
 import { startRegistryServer } from '../src/registry/server/server.ts';
 import { buildObdImage, generateLayer, pushObdImage } from '../test/image/remote/fixture.ts';
 import type { BenchRow } from './run.ts';
@@ -79,6 +84,49 @@ async function sealCost(dir: string): Promise<{ sealS: number; hashS: number }> 
   return { sealS: median(seal), hashS: median(hash) };
 }
 
+/**
+ * A 256 KiB read from a source whose 16 KiB pieces fall due at 125 MB/s against the clock (a
+ * wire: a piece due while the reader was busy is there when it looks), read raw, verified with
+ * progress reports (chunks hashed on arrival) and verified without (hashed after the last byte).
+ * The reads interleave, so load drift hits all three alike. Median ms per read.
+ */
+async function arrivalCost(): Promise<{ raw: number; onArrival: number; afterArrival: number }> {
+  const CS = 64 << 10;
+  const data = randomBytes(64 * CS);
+  const digests = new Uint8Array(64 * 32);
+  for (let i = 0; i < 64; i++) digests.set(createHash('sha256').update(data.subarray(i * CS, (i + 1) * CS)).digest(), i * 32);
+  const PIECE = 16 << 10;
+  const gapMs = PIECE / 125e3;
+  const deliver = async (dst: Uint8Array, offset: number, onFilled?: (n: number) => void): Promise<number> => {
+    onFilled?.(0);
+    const start = performance.now();
+    for (let at = 0, k = 1; at < dst.length; at += PIECE, k++) {
+      const due = start + k * gapMs;
+      if (performance.now() < due) {
+        await new Promise((r) => setImmediate(r));
+        while (performance.now() < due); // sub-millisecond pacing: timers are too coarse
+      }
+      dst.set(data.subarray(offset + at, offset + Math.min(dst.length, at + PIECE)), at);
+      onFilled?.(Math.min(dst.length, at + PIECE));
+    }
+    return dst.length;
+  };
+  const plain: ByteSource = { size: data.length, caps: PLAIN_SOURCE, read: (d, o) => deliver(d, o), close: async () => {} };
+  const progressive: ByteSource & ProgressiveRead = { ...plain, readProgressive: (d, o, f) => deliver(d, o, f) };
+  const table = { chunkSize: CS, covered: data.length, digests, tail: new Uint8Array(0) };
+  const sources = [plain, new VerifiedSource(progressive, table, 'bench'), new VerifiedSource(plain, table, 'bench')];
+  const times: number[][] = [[], [], []];
+  const buf = new Uint8Array(256 << 10);
+  for (let r = 0; r < 300; r++) {
+    for (let k = 0; k < 3; k++) {
+      const t = performance.now();
+      await sources[k]!.read(buf, (r % 16) * buf.length);
+      if (r >= 20) times[k]!.push(performance.now() - t);
+    }
+  }
+  return { raw: median(times[0]!), onArrival: median(times[1]!), afterArrival: median(times[2]!) };
+}
+
 export async function run(): Promise<BenchRow[]> {
   const dir = await mkdtemp(join(tmpdir(), 'dadi-bench-verify-'));
   const reg = await startRegistryServer({ root: join(dir, 'registry'), host: '127.0.0.1', port: 0 });
@@ -97,11 +145,14 @@ export async function run(): Promise<BenchRow[]> {
     }
     const m = (xs: Pass[], k: keyof Pass): number => median(xs.map((x) => x[k]));
     const seal = await sealCost(dir);
+    const arrival = await arrivalCost();
     return [
       { name: 'verify: cold 1 MiB sequential read, loopback registry', value: m(on, 'seqMBps'), unit: 'MB/s', peer: { name: 'same, verification off', value: m(off, 'seqMBps') },
         note: `(best: ${Math.max(...on.map((p) => p.seqMBps)).toFixed(0)} vs ${Math.max(...off.map((p) => p.seqMBps)).toFixed(0)} MB/s)` },
       { name: 'verify: cold 4 KiB random read latency (median)', value: m(on, 'rand4kColdMs'), unit: 'ms', lowerIsBetter: true, peer: { name: 'same, verification off', value: m(off, 'rand4kColdMs') } },
       { name: 'verify: warm 4 KiB random read latency (median)', value: m(on, 'rand4kWarmMs'), unit: 'ms', lowerIsBetter: true, peer: { name: 'same, verification off', value: m(off, 'rand4kWarmMs') } },
+      { name: 'verify: 256 KiB fetch arriving at 125 MB/s, chunks hashed on arrival (median)', value: arrival.onArrival, unit: 'ms', lowerIsBetter: true,
+        peer: { name: 'same, not verified', value: arrival.raw }, note: `(hashed after the last byte, as before: ${arrival.afterArrival.toFixed(3)} ms)` },
       { name: 'verify: seal a 128 MiB layer (chunk table + blob sha256)', value: seal.sealS, unit: 's', lowerIsBetter: true, peer: { name: 'blob sha256 only (before tables)', value: seal.hashS } },
     ];
   } finally {

@@ -8,13 +8,15 @@
  *
  * A chunk that fails is asked for again once, through the refetch contract (refetch.ts: another
  * upstream when the source has several, else the same one again); if it fails again the read
- * fails with EIO naming the layer, the chunk and the upstream, logged once. Wrong bytes never
- * leave this filter.
+ * fails with EIO naming the layer, the chunk and the upstream, logged once. A fetch the upstream
+ * could not complete (a cut or mislabelled answer, after the client's own retries and the other
+ * upstreams) fails the same way, naming the chunks it was for. Wrong bytes never leave this filter.
  */
 import { createHash } from 'node:crypto';
-import { DiskError } from '../errors.ts';
+import { DiskError, errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { SourceFilter } from './filter.ts';
+import { canReadProgressive } from './progress.ts';
 import { canRefetch } from './refetch.ts';
 import type { ByteSource, SourceCaps } from './types.ts';
 
@@ -39,6 +41,8 @@ export interface VerifyCounters {
   recovered: number;
   /** Reads failed because a chunk did not match twice. */
   failures: number;
+  /** Reads failed because the upstream could not deliver the chunks at all (error, short answer). */
+  fetchFailures: number;
 }
 
 /**
@@ -58,8 +62,35 @@ export function chunkMatches(bytes: Uint8Array, digests: Uint8Array, index: numb
   return Buffer.compare(got, want) === 0;
 }
 
+/**
+ * The chunk checks of one fetch into `buf` (chunk `first` onward): `onFilled(n)` hashes every
+ * chunk that is whole within the first n bytes and not yet checked; `onFilled(0)` (a retry
+ * rewriting `buf`) forgets what was checked.
+ */
+class ArrivalCheck {
+  private checked = 0;
+  /** Table indexes of the chunks that did not match. */
+  bad: number[] | undefined;
+
+  constructor(private readonly buf: Uint8Array, private readonly first: number, private readonly chunkSize: number,
+    private readonly digests: Uint8Array) {}
+
+  readonly onFilled = (n: number): void => {
+    if (n < this.checked) {
+      this.checked = 0;
+      this.bad = undefined;
+    }
+    const { buf, chunkSize } = this;
+    for (let end = Math.min(buf.length, this.checked + chunkSize); end <= n && this.checked < buf.length; end = Math.min(buf.length, this.checked + chunkSize)) {
+      const i = this.first + this.checked / chunkSize;
+      if (!chunkMatches(buf.subarray(this.checked, end), this.digests, i)) (this.bad ??= []).push(i);
+      this.checked = end;
+    }
+  };
+}
+
 export class VerifiedSource extends SourceFilter {
-  readonly counters: VerifyCounters = { chunksVerified: 0, mismatches: 0, recovered: 0, failures: 0 };
+  readonly counters: VerifyCounters = { chunksVerified: 0, mismatches: 0, recovered: 0, failures: 0, fetchFailures: 0 };
 
   /** `layer` names the layer in errors and logs. */
   constructor(next: ByteSource, private readonly table: ChunkTable, private readonly layer: string) {
@@ -88,15 +119,22 @@ export class VerifiedSource extends SourceFilter {
       // A chunk-aligned read is fetched straight into the caller's buffer (the cache's case).
       const direct = w.start === offset && w.stop === coveredEnd;
       const buf = direct ? dst.subarray(0, w.stop - w.start) : new Uint8Array(w.stop - w.start);
-      const n = await this.next.read(buf, w.start);
-      if (n !== buf.length) {
-        throw new DiskError('EIO', `${this.layer}: ${this.upstreamAt(w.start)} returned ${n} bytes at ${w.start}, expected ${buf.length}`);
+      // Chunks are hashed as they arrive when the upstream reports its progress (an HTTP body):
+      // all but the last are checked while later bytes are still on the wire.
+      const check = new ArrivalCheck(buf, w.first, chunkSize, this.table.digests);
+      const next = this.next;
+      let n: number;
+      try {
+        n = canReadProgressive(next) ? await next.readProgressive(buf, w.start, check.onFilled) : await next.read(buf, w.start);
+      } catch (err) {
+        throw this.unfetched(w, err);
       }
-      for (let i = w.first; i <= w.last; i++) {
+      if (n !== buf.length) throw this.unfetched(w, new Error(`returned ${n} bytes, expected ${buf.length}`));
+      check.onFilled(buf.length);
+      this.counters.chunksVerified += w.last - w.first + 1 - (check.bad?.length ?? 0);
+      for (const i of check.bad ?? []) {
         const at = i * chunkSize - w.start;
-        const chunk = buf.subarray(at, Math.min(buf.length, at + chunkSize));
-        if (chunkMatches(chunk, this.table.digests, i)) this.counters.chunksVerified++;
-        else await this.recover(chunk, i);
+        await this.recover(buf.subarray(at, Math.min(buf.length, at + chunkSize)), i);
       }
       if (!direct) dst.set(buf.subarray(offset - w.start, coveredEnd - w.start), 0);
     }
@@ -110,6 +148,17 @@ export class VerifiedSource extends SourceFilter {
   private upstreamAt(offset: number): string {
     const next = this.next;
     return (canRefetch(next) ? next.servedBy?.(offset) : undefined) ?? next.name ?? 'upstream';
+  }
+
+  /** The EIO (logged) for a fetch of chunks [w.first, w.last] that failed or came back short. */
+  private unfetched(w: { first: number; last: number; start: number; stop: number }, cause: unknown): DiskError {
+    this.counters.fetchFailures++;
+    const upstream = this.upstreamAt(w.start);
+    const chunks = w.first === w.last ? `chunk ${w.first}` : `chunks ${w.first}..${w.last}`;
+    const why = errorMessage(cause);
+    log.error({ layer: this.layer, chunk: w.first, lastChunk: w.last, offset: w.start, length: w.stop - w.start, upstream, err: why },
+      'verify: the upstream could not deliver the chunks: the read fails with EIO');
+    return new DiskError('EIO', `${this.layer}: ${chunks} (bytes ${w.start}..${w.stop}) from ${upstream} could not be fetched: ${why}`, { cause });
   }
 
   /** Chunk `index` did not match: fetch it once more (from another upstream if there is one), else fail. */

@@ -3,10 +3,11 @@
  * client (which authenticates, follows storage redirects, retries transient faults and checks the
  * answer's range and length). Reads are independent, so any number may run at once.
  */
+import type { ProgressiveRead } from '../io/progress.ts';
 import { PLAIN_SOURCE, type ByteSource } from '../io/types.ts';
 import type { RegistryClient, RepositoryRef } from './client.ts';
 
-export class HttpRangeSource implements ByteSource {
+export class HttpRangeSource implements ByteSource, ProgressiveRead {
   readonly name: string;
   readonly caps = PLAIN_SOURCE;
 
@@ -27,11 +28,16 @@ export class HttpRangeSource implements ByteSource {
     return new HttpRangeSource(client, repo, digest, await client.blobs.size(repo, digest));
   }
 
-  async read(dst: Uint8Array, offset: number): Promise<number> {
+  read(dst: Uint8Array, offset: number): Promise<number> {
+    return this.readProgressive(dst, offset, undefined);
+  }
+
+  /** Reports the body's progress into `dst` as it arrives (a checker hashes whole chunks meanwhile). */
+  async readProgressive(dst: Uint8Array, offset: number, onFilled: ((n: number) => void) | undefined): Promise<number> {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`${this.name}: invalid offset ${offset}`);
     if (offset >= this.size || dst.length === 0) return 0;
     const n = Math.min(dst.length, this.size - offset);
-    await this.client.blobs.readRange(this.repo, this.digest, offset, n === dst.length ? dst : dst.subarray(0, n), this.size);
+    await this.client.blobs.readRange(this.repo, this.digest, offset, n === dst.length ? dst : dst.subarray(0, n), this.size, onFilled);
     return n;
   }
 

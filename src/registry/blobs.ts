@@ -93,9 +93,11 @@ export class BlobApi {
   /**
    * Fills `dst` with the blob's bytes at `offset` using a Range request. `blobSize`, when known,
    * lets a 200 answer (a registry ignoring Range) be checked and sliced. Never returns short:
-   * truncated answers are retried, then reported.
+   * truncated answers are retried, then reported. `onFilled(n)`: the first n bytes of `dst` have
+   * arrived (each attempt starts again at 0).
    */
-  async readRange(repo: RepositoryRef, digest: string, offset: number, dst: Uint8Array, blobSize?: number): Promise<void> {
+  async readRange(repo: RepositoryRef, digest: string, offset: number, dst: Uint8Array, blobSize?: number,
+    onFilled?: (n: number) => void): Promise<void> {
     if (dst.length === 0) return;
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`invalid blob offset ${offset}`);
     if (blobSize !== undefined && offset + dst.length > blobSize) {
@@ -120,7 +122,7 @@ export class BlobApi {
           await drain(res);
           throw fail(`blob size is ${cr.total}, expected ${blobSize}`);
         }
-        const total = await this.fill(res, digest, dst, 0);
+        const total = await this.fill(res, digest, dst, 0, onFilled);
         if (total < want) throw fail(`body truncated: ${total} of ${want} bytes`, true);
         if (total > want) throw fail(`body has ${total} bytes, more than the ${want} asked for`);
         return;
@@ -132,7 +134,7 @@ export class BlobApi {
         await drain(res);
         throw fail(`answered 200 with a ${lengthHeader}-byte body for a partial range of a ${size}-byte blob`);
       }
-      const total = await this.fill(res, digest, dst, offset);
+      const total = await this.fill(res, digest, dst, offset, onFilled);
       if (size !== undefined && total < size) throw fail(`body truncated: ${total} of ${size} bytes`, true);
       if (size !== undefined && total > size) throw fail(`answered 200 with ${total} bytes, the blob is ${size} bytes`);
       if (total < offset + want) throw fail(`answered 200 with ${total} bytes, too short for the range`);
@@ -140,15 +142,19 @@ export class BlobApi {
   }
 
   /** Copies the body bytes in [skip, skip + dst.length) into dst; returns the body's total length. */
-  private async fill(res: HttpResponse, digest: string, dst: Uint8Array, skip: number): Promise<number> {
+  private async fill(res: HttpResponse, digest: string, dst: Uint8Array, skip: number, onFilled?: (n: number) => void): Promise<number> {
     let pos = 0;
     const end = skip + dst.length;
+    onFilled?.(0);
     try {
       for await (const chunk of res.body) {
         const c = chunk as Buffer;
         const from = Math.max(skip, pos);
         const to = Math.min(end, pos + c.length);
-        if (to > from) dst.set(c.subarray(from - pos, to - pos), from - skip);
+        if (to > from) {
+          dst.set(c.subarray(from - pos, to - pos), from - skip);
+          onFilled?.(to - skip);
+        }
         pos += c.length;
       }
     } finally {
