@@ -17,7 +17,6 @@ import { pipeline } from 'node:stream/promises';
 import { appendDigestTable } from '../src/format/tar/append-table.ts';
 import { TarWrapSink } from '../src/format/tar/writer.ts';
 import { openRemoteImage } from '../src/image/remote.ts';
-import type { ProgressiveRead } from '../src/io/progress.ts';
 import { FileSink } from '../src/io/sink.ts';
 import { PLAIN_SOURCE, type ByteSource } from '../src/io/types.ts';
 import { VerifiedSource } from '../src/io/verify.ts';
@@ -112,7 +111,7 @@ async function arrivalCost(): Promise<{ raw: number; onArrival: number; afterArr
     return dst.length;
   };
   const plain: ByteSource = { size: data.length, caps: PLAIN_SOURCE, read: (d, o) => deliver(d, o), close: async () => {} };
-  const progressive: ByteSource & ProgressiveRead = { ...plain, readProgressive: (d, o, f) => deliver(d, o, f) };
+  const progressive: ByteSource = { ...plain, caps: { ...PLAIN_SOURCE, progressive: true }, readProgressive: (d, o, f) => deliver(d, o, f) };
   const table = { chunkSize: CS, covered: data.length, digests, tail: new Uint8Array(0) };
   const sources = [plain, new VerifiedSource(progressive, table, 'bench'), new VerifiedSource(plain, table, 'bench')];
   const times: number[][] = [[], [], []];

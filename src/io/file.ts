@@ -12,7 +12,7 @@ import { PLAIN_SOURCE, type ByteSource, type SourceCaps } from './types.ts';
 export { MAX_BACKOFF_MS, MIN_BACKOFF_MS, SYNC_READ_MAX } from './adaptive-read.ts';
 export type FileSourceOptions = AdaptiveReadOptions;
 
-const SYNC_CAPS: SourceCaps = Object.freeze({ readSync: true, prefetch: false });
+const SYNC_CAPS: SourceCaps = Object.freeze({ readSync: true, prefetch: false, progressive: false });
 
 export class FileSource implements ByteSource {
   readonly caps: SourceCaps;

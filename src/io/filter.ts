@@ -37,6 +37,11 @@ export class SourceFilter implements ByteSource {
     return this.next.prefetch ? this.next.prefetch(offset, length, kind) : Promise.resolve();
   }
 
+  readProgressive(dst: Uint8Array, offset: number, onFilled: (n: number) => void): Promise<number> {
+    if (!this.next.readProgressive) return Promise.reject(new Error(`${this.name ?? 'source'}: no progressive reads (caps.progressive is false)`));
+    return this.next.readProgressive(dst, offset, onFilled);
+  }
+
   close(): Promise<void> {
     return this.next.close();
   }

@@ -1,6 +1,6 @@
 import type { ByteSource, SourceCaps } from './types.ts';
 
-const MEMORY_CAPS: SourceCaps = Object.freeze({ readSync: true, prefetch: false });
+const MEMORY_CAPS: SourceCaps = Object.freeze({ readSync: true, prefetch: false, progressive: false });
 
 /** Bytes held in memory as a ByteSource (tests, small generated blobs). */
 export class MemorySource implements ByteSource {

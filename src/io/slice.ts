@@ -23,6 +23,12 @@ export class SliceSource implements ByteSource {
     return this.inner.readSync!(dst, dstOffset, Math.min(length, this.size - position), this.start + position);
   }
 
+  async readProgressive(dst: Uint8Array, offset: number, onFilled: (n: number) => void): Promise<number> {
+    if (offset >= this.size) return 0;
+    const view = offset + dst.length > this.size ? dst.subarray(0, this.size - offset) : dst;
+    return this.inner.readProgressive!(view, this.start + offset, onFilled);
+  }
+
   prefetch(offset: number, length: number, kind: PrefetchKind): Promise<void> {
     if (offset >= this.size || !this.inner.prefetch) return Promise.resolve();
     return this.inner.prefetch(this.start + offset, Math.min(length, this.size - offset), kind);

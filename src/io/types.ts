@@ -18,6 +18,12 @@ export interface SourceCaps {
   readonly readSync: boolean;
   /** `prefetch` brings a range into a cache below without returning it (read-ahead, trace replay). */
   readonly prefetch: boolean;
+  /**
+   * `readProgressive` says, while a read is in flight, how many leading bytes of `dst` have
+   * arrived (an HTTP body), so a checker above hashes each chunk as soon as it is whole, while
+   * the rest is still on the wire, instead of all of them after the last byte.
+   */
+  readonly progressive: boolean;
 }
 
 /** Who wants a prefetch: read-ahead of a stream, a replayed trace, a whole-blob fill. */
@@ -44,6 +50,12 @@ export interface ByteSource {
    * when it is (or when the cache gave up: a prefetch never fails a reader).
    */
   prefetch?(offset: number, length: number, kind: PrefetchKind): Promise<void>;
+  /**
+   * Present when `caps.progressive`: `read`, calling `onFilled(n)` whenever the first n bytes of
+   * `dst` hold what this attempt received. An attempt starts with `onFilled(0)`: a retry rewrites
+   * `dst` from the start, so whatever was checked of an earlier attempt no longer stands.
+   */
+  readProgressive?(dst: Uint8Array, offset: number, onFilled: (n: number) => void): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -95,7 +107,7 @@ export interface DiskExtent {
 }
 
 /** A source with nothing beyond read and close. */
-export const PLAIN_SOURCE: SourceCaps = Object.freeze({ readSync: false, prefetch: false });
+export const PLAIN_SOURCE: SourceCaps = Object.freeze({ readSync: false, prefetch: false, progressive: false });
 
 /** The capabilities of a disk that only reads and writes (writes imply trim, zero and FUA). */
 export function basicDiskCaps(writable: boolean, extents = false): DiskCaps {
@@ -104,6 +116,7 @@ export function basicDiskCaps(writable: boolean, extents = false): DiskCaps {
 
 export type SyncReadable = ByteSource & Required<Pick<ByteSource, 'readSync'>>;
 export type Prefetchable = ByteSource & Required<Pick<ByteSource, 'prefetch'>>;
+export type ProgressiveReadable = ByteSource & Required<Pick<ByteSource, 'readProgressive'>>;
 export type ExtentsDisk = Disk & Required<Pick<Disk, 'extents'>>;
 export type MappedDisk = Disk & Required<Pick<Disk, 'readMapped'>>;
 
@@ -113,6 +126,10 @@ export function canReadSync(s: ByteSource): s is SyncReadable {
 
 export function canPrefetch(s: ByteSource): s is Prefetchable {
   return s.caps.prefetch;
+}
+
+export function canReadProgressive(s: ByteSource): s is ProgressiveReadable {
+  return s.caps.progressive;
 }
 
 export function hasExtents(d: Disk): d is ExtentsDisk {

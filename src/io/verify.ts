@@ -16,9 +16,8 @@ import { createHash } from 'node:crypto';
 import { DiskError, errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { SourceFilter } from './filter.ts';
-import { canReadProgressive } from './progress.ts';
 import { canRefetch } from './refetch.ts';
-import type { ByteSource, SourceCaps } from './types.ts';
+import { canReadProgressive, PLAIN_SOURCE, type ByteSource, type SourceCaps } from './types.ts';
 
 const DIGEST = 32;
 
@@ -105,7 +104,7 @@ export class VerifiedSource extends SourceFilter {
 
   /** Reads are widened and checked here, so neither synchronous reads nor prefetches pass through. */
   override get caps(): SourceCaps {
-    return { readSync: false, prefetch: false };
+    return PLAIN_SOURCE;
   }
 
   override async read(dst: Uint8Array, offset: number): Promise<number> {

@@ -3,13 +3,15 @@
  * client (which authenticates, follows storage redirects, retries transient faults and checks the
  * answer's range and length). Reads are independent, so any number may run at once.
  */
-import type { ProgressiveRead } from '../io/progress.ts';
-import { PLAIN_SOURCE, type ByteSource } from '../io/types.ts';
+import type { ByteSource, SourceCaps } from '../io/types.ts';
+
+/** A registry blob reports its body's progress (a chunk checker hashes while the rest arrives). */
+const HTTP_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: false, progressive: true });
 import type { RegistryClient, RepositoryRef } from './client.ts';
 
-export class HttpRangeSource implements ByteSource, ProgressiveRead {
+export class HttpRangeSource implements ByteSource {
   readonly name: string;
-  readonly caps = PLAIN_SOURCE;
+  readonly caps = HTTP_CAPS;
 
   /** `size` is the blob size from its descriptor; use `HttpRangeSource.open` to learn it by HEAD. */
   constructor(private readonly client: RegistryClient, private readonly repo: RepositoryRef,

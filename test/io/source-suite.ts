@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import { canPrefetch, canReadSync, type ByteSource } from '../../src/io/types.ts';
+import { canPrefetch, canReadProgressive, canReadSync, type ByteSource } from '../../src/io/types.ts';
 import { assertSameBytes as same } from '../helpers/bytes.ts';
 
 export interface SourceCase {
@@ -62,6 +62,7 @@ export function sourceSuite(c: SourceCase): void {
     if (!src) return;
     assert.equal(typeof src.caps.readSync, 'boolean');
     assert.equal(typeof src.caps.prefetch, 'boolean');
+    assert.equal(typeof src.caps.progressive, 'boolean');
     if (canReadSync(src)) {
       assert.equal(typeof src.readSync, 'function', 'caps.readSync declares readSync');
       const dst = new Uint8Array(9000).fill(0xa5);
@@ -71,6 +72,18 @@ export function sourceSuite(c: SourceCase): void {
       same(dst.subarray(100, 100 + n), c.expected.subarray(at, at + n), 'readSync');
       assert.ok(dst.subarray(0, 100).every((b) => b === 0xa5), 'readSync leaves the bytes before dstOffset alone');
       assert.equal(src.readSync(dst, 0, 10, size), 0, 'readSync at the end returns 0');
+    }
+    if (canReadProgressive(src)) {
+      assert.equal(typeof src.readProgressive, 'function', 'caps.progressive declares readProgressive');
+      const at = Math.floor(size / 5);
+      const dst = new Uint8Array(Math.min(300_000, size - at));
+      const filled: number[] = [];
+      const n = await src.readProgressive(dst, at, (k) => filled.push(k));
+      assert.equal(n, dst.length);
+      same(dst, c.expected.subarray(at, at + n), 'readProgressive');
+      assert.equal(filled[0], 0, 'an attempt starts by reporting 0 bytes');
+      assert.equal(filled[filled.length - 1], n, 'the last report covers the whole read');
+      for (let i = 1; i < filled.length; i++) assert.ok(filled[i]! >= filled[i - 1]!, 'reports grow within an attempt');
     }
     if (canPrefetch(src)) {
       assert.equal(typeof src.prefetch, 'function', 'caps.prefetch declares prefetch');

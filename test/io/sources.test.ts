@@ -103,6 +103,21 @@ sourceSuite({
     return new HttpRangeSource(client, repo, d, bytes.length);
   },
 });
+// Wrappers keep the HTTP source's progressive reads (a verifier above hashes as bytes arrive).
+sourceSuite({
+  name: 'SourceFilter over HttpRangeSource', expected: bytes, runs: 10,
+  async open(t) {
+    const { client, repo, digest: d } = await pushed(t, bytes);
+    return new SourceFilter(new HttpRangeSource(client, repo, d, bytes.length));
+  },
+});
+sourceSuite({
+  name: 'SliceSource over HttpRangeSource', expected: bytes.subarray(5000, 250_000), runs: 10,
+  async open(t) {
+    const { client, repo, digest: d } = await pushed(t, bytes);
+    return new SliceSource(new HttpRangeSource(client, repo, d, bytes.length), 5000, 245_000);
+  },
+});
 
 const layerFile = readFileSync(vector('A.zstd.bs4.zlsmt'));
 sourceSuite({

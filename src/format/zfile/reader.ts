@@ -103,7 +103,7 @@ interface Scratch {
   decompressor: BlockDecompressor;
 }
 
-const PREFETCH_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true });
+const PREFETCH_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true, progressive: false });
 
 export class ZFileReader implements ByteSource {
   /** Prefetch passes through (mapped to the compressed blocks) when the source below can prefetch. */

@@ -41,7 +41,7 @@ export interface CacheHooks {
   observeMissLatency(digest: string, seconds: number): void;
 }
 
-const CACHED_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true });
+const CACHED_CAPS: SourceCaps = Object.freeze({ readSync: false, prefetch: true, progressive: false });
 
 export interface BlobFiles {
   dataPath: string;
