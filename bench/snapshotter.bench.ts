@@ -79,7 +79,7 @@ export async function startRegistry(c: Cleanup): Promise<string> {
 
 export interface Daemon { address: string; root: string; log(): Promise<string>; stop(): Promise<void> }
 
-export async function startDaemon(base: string, opts: { background?: boolean; cacheDir: string }): Promise<Daemon> {
+export async function startDaemon(base: string, opts: { background?: boolean; cacheDir: string; main?: string }): Promise<Daemon> {
   const root = join(base, 'root');
   const address = join(base, 's.sock');
   const config = join(base, 'config.toml');
@@ -87,7 +87,7 @@ export async function startDaemon(base: string, opts: { background?: boolean; ca
     `${process.env.DADI_READ_AHEAD_KB ? `readAheadKB = ${process.env.DADI_READ_AHEAD_KB}\n` : ''}` +
     `[cache]\ndir = "${opts.cacheDir}"\n${process.env.DADI_REFILL ? `refillUnit = "${process.env.DADI_REFILL}"\n` : ''}` +
     `[background]\nenable = ${opts.background ? 'true' : 'false'}\ndelaySeconds = 0\nrate = 0\n`);
-  const main = join(REPO, 'dist', 'cli', 'main.js');
+  const main = opts.main ?? join(REPO, 'dist', 'cli', 'main.js');
   if (!existsSync(main)) throw new Error('run npm run build first (the daemon runs compiled)');
   const logFile = join(base, 'daemon.log');
   const { openSync, closeSync } = await import('node:fs');

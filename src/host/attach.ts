@@ -8,6 +8,7 @@ import { attachKernelNbd, detachKernelNbd, kernelNbdAvailable } from './kernel-n
 import { attachLoop, detachLoop, loopsBackedBy } from './loop-device.ts';
 import { startNbdfuse, stopNbdfuse } from './nbdfuse.ts';
 import type { MountRecord } from './state.ts';
+import type { StepTimes } from '../util/steps.ts';
 
 export type Attachment = NonNullable<MountRecord['attach']>;
 export type AttachMethod = 'kernel-nbd' | 'nbdfuse';
@@ -25,10 +26,16 @@ export function chooseAttachMethod(): AttachMethod {
  */
 export async function attachExport(
   socket: string, workDir: string, readOnly: boolean, progress: (a: Attachment) => Promise<void>,
+  opts: { steps?: StepTimes; serverReady?: Promise<unknown> } = {},
 ): Promise<string> {
+  const { steps } = opts;
+  const t = performance.now();
   if (chooseAttachMethod() === 'kernel-nbd') {
     await progress({ kind: 'kernel-nbd' });
+    // nbd-client's own timeouts would count the disk's opening time: start it once the server can answer.
+    await opts.serverReady;
     const device = await attachKernelNbd(socket, { readOnly });
+    steps?.add('nbd-client', performance.now() - t);
     await progress({ kind: 'kernel-nbd', device });
     return device;
   }
@@ -39,8 +46,10 @@ export async function attachExport(
     readOnly,
     logFile: join(workDir, 'nbdfuse.log'),
     onStarted: (p) => progress({ ...a, nbdfuse: p }),
+    ...(opts.serverReady ? { serverReady: opts.serverReady } : {}),
   });
-  const loopDevice = await attachLoop(fuse.file, readOnly);
+  steps?.add('nbdfuse', performance.now() - t);
+  const loopDevice = await attachLoop(fuse.file, readOnly, steps);
   await progress({ ...a, nbdfuse: fuse.nbdfuse, loopDevice });
   return loopDevice;
 }

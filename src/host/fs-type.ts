@@ -4,6 +4,7 @@
  * type would give the user a kernel message instead of a reason.
  */
 import { open } from 'node:fs/promises';
+import type { Disk } from '../io/types.ts';
 
 export type FsType = 'ext4' | 'erofs';
 
@@ -30,4 +31,14 @@ export async function detectFsType(device: string): Promise<FsType | undefined> 
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Detects the file system from the disk itself, in this process: the same bytes the device will
+ * show, without a round trip through the kernel, loop, FUSE and NBD before the mount.
+ */
+export async function detectDiskFsType(disk: Disk): Promise<FsType | undefined> {
+  const head = new Uint8Array(Math.min(2048, disk.size));
+  await disk.read(head, 0);
+  return fsTypeFromSuperblock(head);
 }

@@ -5,19 +5,29 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { runStep, runTool, HostStepError } from './run-tool.ts';
+import { runTool, HostStepError } from './run-tool.ts';
+import type { StepTimes } from '../util/steps.ts';
 
-/** Attaches `file` to a free loop device and returns its path (/dev/loopN). */
-export async function attachLoop(file: string, readOnly: boolean): Promise<string> {
-  const argv = ['losetup', '--find', '--show', '--direct-io=off'];
-  if (readOnly) argv.push('--read-only');
-  argv.push(file);
-  const out = (await runStep('attach loop device', argv)).trim();
-  if (!/^\/dev\/loop\d+$/.test(out)) throw new HostStepError('attach loop device', `losetup printed ${JSON.stringify(out)}, not a loop device`);
+/**
+ * Attaches `file` to a free loop device and returns its path (/dev/loopN). losetup and the
+ * buffer flush run in one shell: each process started from a large daemon costs more than the
+ * tool itself.
+ */
+export async function attachLoop(file: string, readOnly: boolean, steps?: StepTimes): Promise<string> {
+  const t = performance.now();
   // A loop device number is reused as soon as it is free, and the kernel may still cache blocks
   // the device read for its previous backing file (another image): a mount would then read a
   // stale superblock or directory (missing files, EBADMSG). Drop them before anything reads.
-  await runStep('flush loop device buffers', ['blockdev', '--flushbufs', out]);
+  // The device is printed before the flush so that a failed flush still names it.
+  const script = `d=$(losetup --find --show --direct-io=off ${readOnly ? '--read-only ' : ''}"$1") || exit 90; echo "$d"; blockdev --flushbufs "$d" || exit 91`;
+  const r = await runTool(['sh', '-c', script, 'sh', file]);
+  steps?.add('losetup+flushbufs', performance.now() - t);
+  const out = r.stdout.trim();
+  const argv = `losetup --find --show --direct-io=off ${readOnly ? '--read-only ' : ''}${file}`;
+  if (r.timedOut) throw new HostStepError('attach loop device', `${argv} did not finish in time`, r.stderr);
+  if (r.code === 90) throw new HostStepError('attach loop device', `${argv} failed`, r.stderr);
+  if (r.code !== 0) throw new HostStepError('flush loop device buffers', `blockdev --flushbufs ${out} failed (exit ${r.code ?? 'signal'})`, r.stderr);
+  if (!/^\/dev\/loop\d+$/.test(out)) throw new HostStepError('attach loop device', `losetup printed ${JSON.stringify(out)}, not a loop device`);
   return out;
 }
 

@@ -6,6 +6,7 @@
 import { detectFsType, type FsType } from './fs-type.ts';
 import { mountAt } from './mount-table.ts';
 import { HostStepError, runStep, runTool } from './run-tool.ts';
+import type { StepTimes } from '../util/steps.ts';
 
 export interface MountFsOptions { readOnly: boolean; extraOptions?: string[] }
 
@@ -15,14 +16,18 @@ export function mountOptions(fsType: FsType, opts: MountFsOptions): string[] {
 }
 
 /** Detects the file system on `device` and mounts it on `dir`; refuses a device with none. */
-export async function mountFs(device: string, dir: string, opts: MountFsOptions): Promise<FsType> {
-  const fsType = await detectFsType(device).catch((err: Error) => {
+export async function mountFs(device: string, dir: string, opts: MountFsOptions, steps?: StepTimes, known?: FsType): Promise<FsType> {
+  const t = performance.now();
+  const fsType = known ?? await detectFsType(device).catch((err: Error) => {
     throw new HostStepError('detect file system', `cannot read ${device}: ${err.message}`);
   });
   if (!fsType) {
     throw new HostStepError('detect file system', `${device} holds no known file system (no ext4 magic 0xEF53 at byte 1080, no EROFS magic 0xE0F5E1E2 at byte 1024)`);
   }
+  steps?.add('detectFs', performance.now() - t);
+  const m = performance.now();
   await runStep('mount', ['mount', '-t', fsType, '-o', mountOptions(fsType, opts).join(','), device, dir]);
+  steps?.add('mount', performance.now() - m);
   return fsType;
 }
 

@@ -11,11 +11,12 @@ import { basename, join } from 'node:path';
 import type { Disk } from '../io/types.ts';
 import { NbdServer } from '../nbd/server.ts';
 import { attachExport, detachExport, type Attachment } from './attach.ts';
-import { detectFsType } from './fs-type.ts';
+import { detectDiskFsType, detectFsType, type FsType } from './fs-type.ts';
 import { mountFs, unmountFs } from './mount-fs.ts';
 import { mountAt } from './mount-table.ts';
 import { setReadAhead } from './read-ahead.ts';
 import { HostStepError, runStep } from './run-tool.ts';
+import type { StepTimes } from '../util/steps.ts';
 
 /** What exists of one mount; every field is set before the step it describes can leave something behind. */
 export interface MountState {
@@ -39,6 +40,15 @@ export interface AttachMountOptions {
   readAheadKB?: number;
   /** Called after every step, with the state so far (to persist it). */
   progress?: (state: MountState) => Promise<void>;
+  /** Records the wall time of each host step (nbdfuse, losetup, mount...). */
+  steps?: StepTimes;
+  /**
+   * Settles when the server can answer the NBD handshake (its disk still opening until then):
+   * the wait for the client to come up counts its timeout from here.
+   */
+  serverReady?: Promise<unknown>;
+  /** The file system the export holds when known without reading the device (ignored with `format`). */
+  fsType?: Promise<FsType | undefined>;
 }
 
 /** How long each step took, for start-up reports. */
@@ -54,12 +64,15 @@ export async function attachAndMount(socket: string, state: MountState, opts: At
   const save = opts.progress ?? (async () => {});
   const timings: MountTimings = { attachMs: 0, formatMs: 0, mountMs: 0 };
   let t = performance.now();
-  state.device = await attachExport(socket, opts.workDir, state.readOnly, async (a) => { state.attach = a; await save(state); });
+  state.device = await attachExport(socket, opts.workDir, state.readOnly, async (a) => { state.attach = a; await save(state); },
+    { ...(opts.steps ? { steps: opts.steps } : {}), ...(opts.serverReady ? { serverReady: opts.serverReady } : {}) });
   // A read-only export gives a read-only device; mount it read-only rather than let mount(8)
   // silently fall back and leave the state saying rw.
   if (!state.readOnly && (await deviceReadOnly(state.device))) state.readOnly = true;
+  const r = performance.now();
   if (opts.readAheadKB !== undefined) await setReadAhead(state.device, state.attach, opts.readAheadKB);
   await save(state);
+  opts.steps?.add('readAhead+save', performance.now() - r);
   timings.attachMs = performance.now() - t;
   if (opts.format) {
     t = performance.now();
@@ -67,12 +80,13 @@ export async function attachAndMount(socket: string, state: MountState, opts: At
     timings.formatMs = performance.now() - t;
   }
   t = performance.now();
+  const known = opts.format ? undefined : await opts.fsType?.catch(() => undefined);
   if (state.mountPoint) {
-    state.fsType = await mountFs(state.device, state.mountPoint, { readOnly: state.readOnly, ...(opts.mountOptions ? { extraOptions: opts.mountOptions } : {}) });
+    state.fsType = await mountFs(state.device, state.mountPoint, { readOnly: state.readOnly, ...(opts.mountOptions ? { extraOptions: opts.mountOptions } : {}) }, opts.steps, known);
     state.mounted = true;
     await save(state);
   } else {
-    state.fsType = (await detectFsType(state.device).catch(() => undefined)) ?? undefined;
+    state.fsType = known ?? (await detectFsType(state.device).catch(() => undefined)) ?? undefined;
   }
   timings.mountMs = performance.now() - t;
   return timings;
@@ -177,8 +191,11 @@ export interface MountDiskOptions extends Omit<AttachMountOptions, 'progress'> {
  * write blocked in dirty-page throttling would starve the server that unblocks it (the
  * converter applies layers on a worker thread with synchronous calls for that reason).
  */
-export async function mountDisk(disk: Disk, opts: MountDiskOptions): Promise<MountHandle> {
+export async function mountDisk(disk: Disk | Promise<Disk>, opts: MountDiskOptions): Promise<MountHandle> {
   const socket = join(opts.workDir, 'nbd.sock');
+  const opened = Promise.resolve(disk);
+  // Rejections are reported below, after the attach steps under way have settled.
+  opened.catch(() => {});
   checkSocketPath(socket, 'use a shorter TMPDIR or work directory');
   if (opts.mountPoint) await mkdir(opts.mountPoint, { recursive: true });
   const state: MountState = { ...(opts.mountPoint ? { mountPoint: opts.mountPoint } : {}), readOnly: opts.readOnly };
@@ -210,8 +227,17 @@ export async function mountDisk(disk: Disk, opts: MountDiskOptions): Promise<Mou
   };
   let timings: MountTimings;
   try {
-    await server.listen({ unix: socket });
-    timings = await attachAndMount(socket, state, opts);
+    await (opts.steps ? opts.steps.time('listen', () => server!.listen({ unix: socket })) : server.listen({ unix: socket }));
+    // nbdfuse starts while the disk is still opening (the server holds its connection until
+    // then); the file system type is read from the disk itself meanwhile.
+    const fsType = opened.then((d) => detectDiskFsType(d));
+    fsType.catch(() => {});
+    const attached = attachAndMount(socket, state, { ...opts, serverReady: opened, fsType });
+    const [o, a] = await Promise.allSettled([opened, attached]);
+    // A disk that failed to open is the cause; the attach then failed only for want of it.
+    if (o.status === 'rejected') throw o.reason;
+    if (a.status === 'rejected') throw a.reason;
+    timings = a.value;
   } catch (err) {
     // What the failed mount undid travels with the error, for callers that report cleanup.
     const undone = await close({}).catch((undo: Error) => {

@@ -17,7 +17,8 @@ export interface FuseExport { dir: string; file: string; nbdfuse: ProcessIdentit
  * failure later can still be cleaned up by someone else.
  */
 export async function startNbdfuse(
-  socket: string, dir: string, opts: { readOnly: boolean; logFile: string; onStarted?: (p: ProcessIdentity) => Promise<void>; timeoutMs?: number },
+  socket: string, dir: string,
+  opts: { readOnly: boolean; logFile: string; onStarted?: (p: ProcessIdentity) => Promise<void>; timeoutMs?: number; serverReady?: Promise<unknown> },
 ): Promise<FuseExport> {
   await mkdir(dir, { recursive: true });
   const pidFile = join(dir, '..', 'nbdfuse.pid');
@@ -27,7 +28,10 @@ export async function startNbdfuse(
   await opts.onStarted?.(identity);
   let exitCode: number | null | undefined;
   void exited.then((c) => { exitCode = c; });
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  // A server whose disk is still opening holds nbdfuse in the handshake: the timeout starts once it can answer.
+  let deadline = opts.serverReady ? Infinity : Date.now() + timeoutMs;
+  void opts.serverReady?.then(() => { deadline = Date.now() + timeoutMs; }, () => { deadline = Date.now() + timeoutMs; });
   const file = join(dir, 'nbd');
   for (;;) {
     const ready = await readFile(pidFile, 'utf8').then((t) => t.trim() !== '', () => false);
@@ -42,9 +46,10 @@ export async function startNbdfuse(
     }
     if (Date.now() >= deadline) {
       const log = await readFile(opts.logFile, 'utf8').catch(() => '');
-      throw new HostStepError('start nbdfuse', `${file} did not appear within ${opts.timeoutMs ?? 15_000} ms`, log);
+      throw new HostStepError('start nbdfuse', `${file} did not appear within ${timeoutMs} ms`, log);
     }
-    await new Promise((r) => setTimeout(r, 20));
+    // nbdfuse is up within tens of ms of the handshake; a short poll keeps the wait from adding to it.
+    await new Promise((r) => setTimeout(r, 4));
   }
 }
 

@@ -17,7 +17,7 @@ import type { Registry } from 'prom-client';
 import { errorMessage } from '../errors.ts';
 import { log } from '../util/log.ts';
 import { cacheMetrics, type CacheMetrics, type CacheMetricsSource } from './cache/metrics.ts';
-import { loadPresence, MAP_TEMP_SUFFIX, PresenceMap, readPresenceSummary, replaceMapFile } from './cache/presence.ts';
+import { createMapFile, MAP_TEMP_SUFFIX, PresenceMap, readMapFile, readPresenceSummary, replaceMapFile } from './cache/presence.ts';
 import { CacheHandle, type HandleOwner } from './cache/handle.ts';
 import { CachedSource, type CacheHooks, type CachedSourceOptions } from './cache/source.ts';
 import { BlobStats, type BlobStatsSnapshot } from './cache/stats.ts';
@@ -195,7 +195,8 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
         if (o.ownsUpstream ?? true) await upstream.close();
         return this.handle(existing.source);
       }
-      let map = await loadPresence(mapPath, size, this.refillUnit);
+      const stored = await readMapFile(mapPath, size, this.refillUnit);
+      let map = stored && PresenceMap.decode(stored, size, this.refillUnit);
       const data = await open(dataPath, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o644);
       let mapFh;
       try {
@@ -205,7 +206,16 @@ export class BlobCache implements CacheMetricsSource, HandleOwner {
           await data.truncate(0);
           await data.truncate(size);
         }
-        mapFh = await replaceMapFile(mapPath, data, map.encode());
+        const encoded = map.encode();
+        if (stored?.equals(encoded)) {
+          // The file already says exactly this (the usual reopen): nothing to write or sync.
+          mapFh = await open(mapPath, 'r+');
+        } else if (!stored) {
+          mapFh = await createMapFile(mapPath, encoded);
+        } else {
+          // Bits move (an old format, another size): replaced durably, old or new after a crash.
+          mapFh = await replaceMapFile(mapPath, data, encoded);
+        }
       } catch (err) {
         await data.close();
         await mapFh?.close();

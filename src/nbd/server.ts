@@ -2,6 +2,10 @@
  * The NBD server: one export (any Disk) on a unix socket or TCP listener, shared by every
  * connection. close() stops accepting, lets in-flight requests finish, and closes connections;
  * flushing and closing the Disk is left to the owner of the Disk.
+ *
+ * The Disk may still be opening (a promise): the server listens at once and holds the
+ * connections that arrive until it is ready (the client waits for the greeting), so a client
+ * such as nbdfuse can start while the image's layers are still being fetched.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { rename, rm, stat } from 'node:fs/promises';
@@ -51,9 +55,26 @@ export class NbdServer {
   private shuttingDown = false;
   private idleWaiters: Array<() => void> = [];
   private readonly log: Logger;
+  private ready: Disk | undefined;
+  private readonly opening: Promise<Disk> | undefined;
+  /** Connections accepted while the disk was opening. */
+  private readonly held = new Set<Socket>();
 
-  constructor(readonly disk: Disk, private readonly opts: NbdServerOptions = {}) {
+  constructor(disk: Disk | Promise<Disk>, private readonly opts: NbdServerOptions = {}) {
     this.log = opts.log ?? defaultLog;
+    if (disk instanceof Promise) {
+      this.opening = disk;
+      // A disk that fails to open ends the held connections (their clients see EOF before the greeting).
+      disk.then((d) => { this.ready = d; }, () => {});
+    } else {
+      this.ready = disk;
+    }
+  }
+
+  /** The exported disk; throws while it is still opening. */
+  get disk(): Disk {
+    if (!this.ready) throw new Error('the NBD server\'s disk is still opening');
+    return this.ready;
   }
 
   /** How many times a connection stopped reading because it hit its in-flight bound. */
@@ -101,12 +122,30 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const conn = new NbdConnection(socket, this.disk, {
+    if (this.ready) {
+      this.serve(socket, this.ready);
+      return;
+    }
+    // The client sends nothing before our greeting: hold the socket until the disk is open.
+    this.held.add(socket);
+    socket.once('close', () => this.held.delete(socket));
+    this.opening!.then((d) => {
+      if (!this.held.delete(socket)) return;
+      if (this.shuttingDown || socket.destroyed) socket.destroy();
+      else this.serve(socket, d);
+    }, () => {
+      this.held.delete(socket);
+      socket.destroy();
+    });
+  }
+
+  private serve(socket: Socket, disk: Disk): void {
+    const conn = new NbdConnection(socket, disk, {
       name: this.opts.exportName ?? '',
       description: this.opts.description ?? '',
-      size: this.disk.size,
-      writable: this.disk.writable,
-      caps: this.disk.caps,
+      size: disk.size,
+      writable: disk.writable,
+      caps: disk.caps,
     }, {
       pool: this.opts.pool ?? sharedPool,
       log: this.log,
@@ -147,6 +186,8 @@ export class NbdServer {
     const server = this.server;
     this.server = null;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    for (const s of this.held) s.destroy();
+    this.held.clear();
     for (const c of this.connections) c.shutdown();
     await this.whenIdle();
     await closed;

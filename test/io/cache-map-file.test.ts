@@ -2,9 +2,11 @@
  * The presence map file on disk: replaced whole (temporary file + rename) when a blob is opened,
  * so a version 1 map becomes version 2 without a window where old bits sit under a new header;
  * leftovers of an interrupted replacement and corrupt headers do not break the cache's start.
+ * A map that already says what the open would write is left as it is (no replacement, no syncs
+ * on the path of a container's start), and a new blob's map starts empty.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BlobCache } from '../../src/io/cache.ts';
@@ -61,4 +63,40 @@ test('start-up removes the leftover of an interrupted map replacement and surviv
   const { src: again } = await f.open();
   await again.read(new Uint8Array(4 * KiB), 0);
   assert.deepEqual(f.server.requests, [], 'the blob cached before is still cached');
+});
+
+test('reopening a cached blob keeps its map file as it is (same file, same bytes) and its cached units', async (t) => {
+  const f = await fixture(t, { size: 3 * U });
+  const { src } = await f.open();
+  await src.read(new Uint8Array(4 * KiB), U + 10);
+  await f.reopen(); // closes the cache: the map is persisted with unit 1's pages
+  const mapPath = join(f.dir, 'blobs', 'sha256', `${hexOf(f.digest)}.map`);
+  const before = await readFile(mapPath);
+  const ino = (await stat(mapPath)).ino;
+  const { src: again } = await f.open();
+  assert.equal((await stat(mapPath)).ino, ino, 'the map file was not replaced');
+  assert.deepEqual(await readFile(mapPath), before);
+  f.server.requests.length = 0;
+  const dst = new Uint8Array(4 * KiB);
+  await again.read(dst, U + 10);
+  assert.deepEqual(Buffer.from(dst), f.body.subarray(U + 10, U + 10 + 4 * KiB));
+  assert.deepEqual(f.server.requests, [], 'read from the cache');
+  await f.reopen(); // a close after reads only: the map still says the same
+  assert.equal((await stat(mapPath)).ino, ino);
+  assert.deepEqual(await readFile(mapPath), before);
+});
+
+test('a new blob gets an empty version 2 map at open, then the fetched pages once persisted', async (t) => {
+  const f = await fixture(t, { size: 3 * U });
+  const { src } = await f.open();
+  const mapPath = join(f.dir, 'blobs', 'sha256', `${hexOf(f.digest)}.map`);
+  const empty = await readFile(mapPath);
+  assert.equal(empty.toString('latin1', 0, 8), 'DADICMAP');
+  assert.equal(empty.readUInt32LE(8), 2);
+  assert.ok(empty.subarray(32).every((b) => b === 0), 'no page is claimed present');
+  await src.read(new Uint8Array(4 * KiB), 0);
+  await src.blob.flush();
+  const after = await readFile(mapPath);
+  assert.notEqual(after[32], 0, 'the pages of unit 0 are recorded');
+  assert.deepEqual((await readdir(join(f.dir, 'blobs', 'sha256'))).filter((n) => n.endsWith('.tmp')), []);
 });

@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/env.ts';
 /** Tests expect warnings (hostile clients); keep them off the test output unless asked for. */
 export const quietLog = pino({ level: process.env.DADI_LOG_LEVEL ?? 'silent' });
 
-export async function startServer(t: TestContext, disk: Disk, opts: NbdServerOptions = {}): Promise<{ server: NbdServer; path: string; uri: string }> {
+export async function startServer(t: TestContext, disk: Disk | Promise<Disk>, opts: NbdServerOptions = {}): Promise<{ server: NbdServer; path: string; uri: string }> {
   const dir = await tempDir(t, 'dadi-nbd-');
   const path = join(dir, 'nbd.sock');
   const server = new NbdServer(disk, { log: quietLog, ...opts });

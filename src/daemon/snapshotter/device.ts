@@ -36,6 +36,7 @@ import type { BlobCache } from '../../io/cache.ts';
 import type { RegistryClient } from '../../registry/client.ts';
 import { log } from '../../util/log.ts';
 import { Owner } from '../../util/owner.ts';
+import { StepTimes } from '../../util/steps.ts';
 
 export type LowerLayer =
   | { kind: 'remote'; registry: string; repository: string; digest: string; size: number; name: string; table?: DigestTableRef }
@@ -87,6 +88,8 @@ export interface AttachedDevice extends TracedLayers {
   readonly mountPoint: string | undefined;
   readonly fsType: string | undefined;
   readonly timings: DeviceTimings;
+  /** Wall time of each step of the attach (open of each layer, NBD server, nbdfuse, loop, mount), ms. */
+  readonly steps: Record<string, number>;
   /** Registry bytes and requests for this device's layer blobs so far (the shared client's per-blob counters). */
   fetched(): { bytes: number; requests: number };
   /**
@@ -111,18 +114,19 @@ function chainSpec(l: LowerLayer, ctx: DeviceContext): LayerChainSpec {
 }
 
 /**
- * Opens a layer and closes it again: its header and index land in the block cache, so the
- * attach that follows (a container's rootfs Prepare) reads them locally. Started when a layer is
- * pulled, it overlaps with the rest of the pull.
+ * Opens a layer so that its header and index land in the block cache, and the attach that
+ * follows (a container's rootfs Prepare) reads them locally. Started when a layer is pulled, it
+ * overlaps with the rest of the pull. The caller closes the layer; while it is open, the attach
+ * shares its cached blob instead of opening it again.
  */
-export async function warmLayer(l: LowerLayer, ctx: DeviceContext): Promise<void> {
-  const layer = await openLayerChain(chainSpec(l, ctx), layerChainConfig({ cache: ctx.cache }));
-  await layer.close();
+export function warmLayer(l: LowerLayer, ctx: DeviceContext): Promise<ChainLayer> {
+  return openLayerChain(chainSpec(l, ctx), layerChainConfig({ cache: ctx.cache }));
 }
 
 /** Attaches (and mounts) `spec` through the image chain and the host mounter; on failure undoes what it did and throws. */
 export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promise<AttachedDevice> {
   const owner = new Owner();
+  const steps = new StepTimes();
   const t0 = performance.now();
   try {
     const upper: UpperSpec | undefined = spec.upper && {
@@ -131,33 +135,50 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       ...(spec.upper.create ? { create: spec.upper.create.virtualSize > 0 ? { virtualSize: spec.upper.create.virtualSize } : {} } : {}),
     };
     const tap = new TraceTap(spec.lowers.map((l) => l.name));
-    const chain = await openImageChain({
-      lowers: spec.lowers.map((l): LowerSpec => ({ chain: chainSpec(l, ctx) })),
-      ...(upper ? { upper } : {}),
-      config: layerChainConfig({ cache: ctx.cache, extra: { layer: [tap.filter()] } }),
-      parallel: 32,
-    }, owner);
-    const disk = chain.disk;
-    owner.defer('flush', async () => { if (disk.writable) await disk.flush(); });
-    const openMs = performance.now() - t0;
-    const countDemand = (): { misses: number; hits: number } => chain.layers.reduce((acc, l) => ({
-      misses: acc.misses + (l.cached?.stats.misses ?? 0), hits: acc.hits + (l.cached?.stats.hits ?? 0) }), { misses: 0, hits: 0 });
-    const atOpen = countDemand();
-    if (ctx.background.enable) {
-      const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
-      owner.defer('background download', async () => background.stop());
+    let openMs = 0;
+    // The layers open (index fetches) while the host side starts: the NBD server listens at once
+    // and nbdfuse waits in the handshake until the disk below is ready.
+    const opening = (async () => {
+      const chain = await openImageChain({
+        lowers: spec.lowers.map((l): LowerSpec => ({ chain: chainSpec(l, ctx) })),
+        ...(upper ? { upper } : {}),
+        config: layerChainConfig({ cache: ctx.cache, extra: { layer: [tap.filter()] } }),
+        parallel: 32,
+        measure: (i, open) => steps.time(`open${i}`, open),
+      }, owner);
+      const disk = chain.disk;
+      owner.defer('flush', async () => { if (disk.writable) await disk.flush(); });
+      openMs = performance.now() - t0;
+      const countDemand = (): { misses: number; hits: number } => chain.layers.reduce((acc, l) => ({
+        misses: acc.misses + (l.cached?.stats.misses ?? 0), hits: acc.hits + (l.cached?.stats.hits ?? 0) }), { misses: 0, hits: 0 });
+      const atOpen = countDemand();
+      if (ctx.background.enable) {
+        const background = new BackgroundFill(chain.layers, { enable: true, delayMs: ctx.background.delayMs, maxBytesPerSec: ctx.background.bytesPerSecond });
+        owner.defer('background download', async () => background.stop());
+      }
+      // Trace work stops before the layers close (and on a failed attach too).
+      const beforeClose = new Owner();
+      owner.defer('trace record/replay', () => beforeClose.close());
+      const traced: TracedLayers = { layers: chain.layers, tap, stack: chain.stack, onClose: (what, fn) => beforeClose.defer(what, fn) };
+      // Before the disk is handed to the server: a trace recording sees every read of the mount.
+      if (spec.beforeMount) await steps.time('beforeMount', () => spec.beforeMount!(traced));
+      return { chain, traced, countDemand, atOpen };
+    })();
+    let mount: MountHandle;
+    try {
+      mount = await mountDisk(opening.then((o) => o.chain.disk), {
+        workDir: spec.workDir, readOnly: !spec.upper, description: spec.name,
+        ...(spec.mountPoint ? { mountPoint: spec.mountPoint } : {}),
+        ...(spec.mkfs ? { format: ['mkfs.ext4', ...mkfsArgs()] } : {}),
+        ...(ctx.readAheadKB !== undefined ? { readAheadKB: ctx.readAheadKB } : {}),
+        steps,
+      });
+    } catch (err) {
+      // Whatever the opening still adopts must be in the owner before it closes.
+      await opening.catch(() => {});
+      throw err;
     }
-    // Trace work stops before the layers close (and on a failed attach too).
-    const beforeClose = new Owner();
-    owner.defer('trace record/replay', () => beforeClose.close());
-    const traced: TracedLayers = { layers: chain.layers, tap, stack: chain.stack, onClose: (what, fn) => beforeClose.defer(what, fn) };
-    await spec.beforeMount?.(traced);
-    const mount: MountHandle = await mountDisk(disk, {
-      workDir: spec.workDir, readOnly: !disk.writable, description: spec.name,
-      ...(spec.mountPoint ? { mountPoint: spec.mountPoint } : {}),
-      ...(spec.mkfs ? { format: ['mkfs.ext4', ...mkfsArgs()] } : {}),
-      ...(ctx.readAheadKB !== undefined ? { readAheadKB: ctx.readAheadKB } : {}),
-    });
+    const { traced, countDemand, atOpen } = await opening;
     const atMount = countDemand();
     const blobs = spec.lowers.flatMap((l) => (l.kind === 'remote' ? [l.digest] : []));
     let closed = false;
@@ -169,6 +190,7 @@ export async function attachDevice(spec: DeviceSpec, ctx: DeviceContext): Promis
       },
       device: mount.device, mountPoint: mount.mountPoint, fsType: mount.fsType,
       timings: { openMs, attachMs: mount.timings.attachMs, mkfsMs: mount.timings.formatMs, mountMs: mount.timings.mountMs },
+      steps: steps.rounded(),
       fetched: () => blobs.reduce((acc, d) => {
         const s = ctx.client.stats.blob(d);
         return { bytes: acc.bytes + s.bytes, requests: acc.requests + s.requests };

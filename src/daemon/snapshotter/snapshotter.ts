@@ -14,7 +14,8 @@ import type { SnapshotterConfig } from '../config.ts';
 import { errorMessage } from '../../errors.ts';
 import { parseReference } from '../../registry/reference.ts';
 import { log } from '../../util/log.ts';
-import { looksLikeLayer, warmLayer, type DeviceContext, type DeviceSpec, type LowerLayer } from './device.ts';
+import { StepTimes } from '../../util/steps.ts';
+import { looksLikeLayer, type DeviceContext, type DeviceSpec, type LowerLayer } from './device.ts';
 import { DeviceTable } from './devices.ts';
 import { SnapshotError, notFound } from './errors.ts';
 import { faultPoint } from './faults.ts';
@@ -159,17 +160,22 @@ export class Snapshotter implements SnapshotterCore {
     const mode = this.writable.modeFor(labels, parent ?? null);
     if (kind === 'active' && mode !== 'overlayfs') return this.writable.prepare(key, parent ?? null, labels, mode);
 
+    const steps = new StepTimes();
     const plan = this.plan(parent?.id ?? null);
-    const row = await this.insertWithDirs({ name: key, parentId: parent?.id ?? null, kind, labels, storage: 'normal' }, kind === 'active');
+    const row = await steps.time('insert', () => this.insertWithDirs({ name: key, parentId: parent?.id ?? null, kind, labels, storage: 'normal' }, kind === 'active'));
     faultPoint('prepare:after-insert');
     try {
-      if (plan.block) await this.attachChain(plan.block, row.id, kind === 'active' ? await this.traces.beforeMount(row, plan, labels) : undefined);
+      if (plan.block) {
+        const hook = kind === 'active' ? await this.traces.beforeMount(row, plan, labels) : undefined;
+        await steps.time('attach', () => this.attachChain(plan.block!, row.id, hook));
+      }
     } catch (err) {
       await this.dropRow(row).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'undoing a failed prepare'));
       throw err;
     }
     faultPoint('prepare:after-attach');
-    if (kind === 'active') await this.traces.prepared(row, plan, labels);
+    if (kind === 'active') await steps.time('trace', () => this.traces.prepared(row, plan, labels));
+    log.debug({ key, steps: steps.rounded() }, 'prepare steps');
     return this.mountsOf(row, plan);
   }
 
@@ -190,8 +196,7 @@ export class Snapshotter implements SnapshotterCore {
       faultPoint('prepare:after-remote-commit');
       await this.writeConfig(row).catch((err: unknown) => log.warn({ err: errorMessage(err), snapshot: target }, 'writing config.v1.json'));
       log.info({ key, target, digest: labels[Label.blobDigest] }, 'remote layer committed (lazy pull)');
-      const lower = this.lowerOf(row);
-      void warmLayer(lower, this.ctx).catch((err: unknown) => log.warn({ layer: lower.name, err: errorMessage(err) }, 'fetching a pulled layer\'s index early failed'));
+      this.devices.warm(this.lowerOf(row));
     }
     throw new SnapshotError('AlreadyExists', `target snapshot ${JSON.stringify(target)} already exists (remote dadi layer)`);
   }

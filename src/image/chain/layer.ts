@@ -107,6 +107,19 @@ class OpenedLayer implements ChainLayer {
   close(): Promise<void> { return this.data.close(); }
 }
 
+/**
+ * Every layer format keeps its trailer and index at the end of the blob (ZFile, a sealed LSMT
+ * layer, a tar of either): detection learns that only after reading the head, one round trip
+ * later. Fetching the last refill unit while the head is read makes the two requests run at
+ * once; it is the unit the open would fetch next anyway, so no byte more is fetched.
+ */
+function prefetchTail(cache: CacheHandle | undefined): void {
+  if (!cache || cache.complete || cache.size === 0) return;
+  const unit = cache.map.unit;
+  const tail = Math.floor((cache.size - 1) / unit) * unit;
+  if (tail > 0) void cache.prefetch(tail, cache.size - tail, 'readahead');
+}
+
 /** Builds the chain of `spec` as `config` says; on failure closes whatever it had opened. */
 export async function openLayerChain(spec: LayerChainSpec, config: LayerChainConfig): Promise<ChainLayer> {
   const ctx: ChainContext = { name: spec.name, blob: spec.blob, pauseWhileAttaching: [], corruptRefetches: 0 };
@@ -116,6 +129,7 @@ export async function openLayerChain(spec: LayerChainSpec, config: LayerChainCon
     throw new Error(`${spec.upstream.name}: blob is ${raw.size} bytes, the manifest says ${spec.blob.size}`);
   }
   const blob = await applyFilters(raw, config.blob, ctx);
+  prefetchTail(ctx.cache);
   // A second handle keeps the cached blob open past openLayerSource's cleanup, so bytes that a
   // corrupt fetch left while locating the index can still be dropped.
   const keep = ctx.cache?.share();

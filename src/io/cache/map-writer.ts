@@ -1,7 +1,8 @@
 /**
  * Keeps a blob's presence map durable: changes are flushed shortly after they happen (one
  * flush per burst of fills, not per fill), always after the data they describe is synced, and
- * one flush at a time in order.
+ * one flush at a time in order. A map that has not changed since it was last written is not
+ * written (or synced) again.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { errorMessage } from '../../errors.ts';
@@ -14,6 +15,8 @@ export class MapWriter {
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** What the map file holds (the map when it was opened, then each persisted snapshot). */
+  private persisted: Buffer;
 
   constructor(
     private readonly map: PresenceMap,
@@ -21,7 +24,9 @@ export class MapWriter {
     private readonly dataFile: FileHandle,
     private readonly label: { digest: string; mapPath: string },
     private readonly onError: (problem: string) => void,
-  ) {}
+  ) {
+    this.persisted = map.encode();
+  }
 
   /** A flush soon (coalescing the fills of the next few milliseconds). */
   schedule(): void {
@@ -37,7 +42,11 @@ export class MapWriter {
   flush(): Promise<void> {
     this.chain = this.chain.then(async () => {
       try {
-        await persistPresence(this.mapFile, this.dataFile, this.map.encode());
+        const snapshot = this.map.encode();
+        // Unchanged since the last flush (a blob only read from the cache): no syncs at close.
+        if (snapshot.equals(this.persisted)) return;
+        await persistPresence(this.mapFile, this.dataFile, snapshot);
+        this.persisted = snapshot;
       } catch (err) {
         this.onError(`persisting ${this.label.mapPath} failed: ${errorMessage(err)}`);
         log.warn({ digest: this.label.digest, err: errorMessage(err) }, 'cache map flush failed');
