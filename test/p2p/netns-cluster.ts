@@ -9,6 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createHash } from 'node:crypto';
@@ -89,12 +90,15 @@ class Network {
   readonly tag = String(process.pid % 10000);
   readonly namespaces: string[] = [];
   private readonly sw: string;
+  /** Whether /run/netns was a mount point before: the first `ip netns add` mounts it, close() undoes that. */
+  private netnsDirMounted = false;
 
   constructor(private readonly rate: string, private readonly queueMs = 20) {
     this.sw = `dp2p${this.tag}sw`;
   }
 
   up(): void {
+    this.netnsDirMounted = isMountPoint('/run/netns');
     ip(['netns', 'add', this.sw]);
     this.namespaces.push(this.sw);
     ip(['-n', this.sw, 'link', 'add', 'br0', 'type', 'bridge']);
@@ -126,7 +130,16 @@ class Network {
   close(): void {
     for (const ns of this.namespaces.reverse()) spawnSync('ip', ['netns', 'del', ns]);
     this.namespaces.length = 0;
+    // iproute2 bind-mounts /run/netns onto itself for the first namespace and leaves it there;
+    // undo it when this test made it and no other namespace is left in it.
+    if (!this.netnsDirMounted && isMountPoint('/run/netns') && readdirSync('/run/netns').length === 0) {
+      for (let i = 0; i < 3 && isMountPoint('/run/netns'); i++) spawnSync('umount', ['/run/netns']);
+    }
   }
+}
+
+function isMountPoint(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === path);
 }
 
 /** A process in a namespace with its stdout as lines. */
