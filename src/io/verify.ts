@@ -80,7 +80,9 @@ class ArrivalCheck {
       this.bad = undefined;
     }
     const { buf, chunkSize } = this;
-    for (let end = Math.min(buf.length, this.checked + chunkSize); end <= n && this.checked < buf.length; end = Math.min(buf.length, this.checked + chunkSize)) {
+    while (this.checked < buf.length) {
+      const end = Math.min(buf.length, this.checked + chunkSize);
+      if (end > n) return;
       const i = this.first + this.checked / chunkSize;
       if (!chunkMatches(buf.subarray(this.checked, end), this.digests, i)) (this.bad ??= []).push(i);
       this.checked = end;

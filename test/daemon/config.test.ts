@@ -12,6 +12,16 @@ import { applyToml, defaultConfig, loadConfig } from '../../src/daemon/config.ts
 import { parseHttpAddress } from '../../src/daemon/http-address.ts';
 import { repoRoot, runDadi, tempDir } from '../helpers/env.ts';
 
+/** The error a config document is refused with, or 'accepted'. */
+function refusal(doc: Record<string, unknown>): string {
+  try {
+    applyToml(defaultConfig(), doc, 'x.toml');
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return 'accepted';
+}
+
 test('--print-config prints the defaults as TOML that loads back to the same config', async (t) => {
   const dir = await tempDir(t);
   const r = await runDadi(['snapshotter', '--print-config'], { env: { DADI_CACHE_DIR: '/var/cache/dadi-test' } });
@@ -42,19 +52,11 @@ test('flags override the config file, which overrides the defaults', async (t) =
 });
 
 test('config mistakes are refused with the key named', async (t) => {
-  const bad = (doc: Record<string, unknown>): string => {
-    try {
-      applyToml(defaultConfig(), doc, 'x.toml');
-    } catch (err) {
-      return (err as Error).message;
-    }
-    return 'accepted';
-  };
-  assert.match(bad({ rwMode: 'tmpfs' }), /x\.toml: rwMode is "tmpfs"; expected one of overlayfs, dir, dev/);
-  assert.match(bad({ cache: { sizee: 1 } }), /cache\.sizee is not a known key/);
-  assert.match(bad({ cache: { refillUnit: 1000 } }), /refillUnit must be a multiple of 512/);
-  assert.match(bad({ registry: { mirrors: [{ host: 'docker.io' }] } }), /mirrors\[0\] needs both host and endpoint/);
-  assert.match(bad({ logLevel: 'loud' }), /logLevel "loud" is not a level/);
+  assert.match(refusal({ rwMode: 'tmpfs' }), /x\.toml: rwMode is "tmpfs"; expected one of overlayfs, dir, dev/);
+  assert.match(refusal({ cache: { sizee: 1 } }), /cache\.sizee is not a known key/);
+  assert.match(refusal({ cache: { refillUnit: 1000 } }), /refillUnit must be a multiple of 512/);
+  assert.match(refusal({ registry: { mirrors: [{ host: 'docker.io' }] } }), /mirrors\[0\] needs both host and endpoint/);
+  assert.match(refusal({ logLevel: 'loud' }), /logLevel "loud" is not a level/);
   const dir = await tempDir(t);
   await writeFile(join(dir, 'broken.toml'), 'root = \n');
   await assert.rejects(loadConfig(join(dir, 'broken.toml')), /broken\.toml: not valid TOML/);
@@ -92,18 +94,10 @@ test('metricsAddress and prefetch.layers: off by default, set by file or flag, p
   assert.equal(off.code, 0, off.stderr);
   assert.match(off.stdout.toString(), /^metricsAddress = ""$/m, 'an empty flag turns the endpoint off');
   assert.match(off.stdout.toString(), /^layers = ""$/m);
-  const bad = (doc: Record<string, unknown>): string => {
-    try {
-      applyToml(defaultConfig(), doc, 'x.toml');
-    } catch (err) {
-      return (err as Error).message;
-    }
-    return 'accepted';
-  };
-  assert.match(bad({ metricsAddress: 'localhost' }), /x\.toml: metricsAddress: not an HTTP listen address: "localhost"/);
-  assert.match(bad({ metricsAddress: 9863 }), /metricsAddress must be a string/);
-  assert.match(bad({ prefetch: { layers: 'middle' } }), /x\.toml: prefetch layers: "middle" is not top, bottom/);
-  assert.match(bad({ prefetch: { order: 'top' } }), /prefetch\.order is not a known key/);
+  assert.match(refusal({ metricsAddress: 'localhost' }), /x\.toml: metricsAddress: not an HTTP listen address: "localhost"/);
+  assert.match(refusal({ metricsAddress: 9863 }), /metricsAddress must be a string/);
+  assert.match(refusal({ prefetch: { layers: 'middle' } }), /x\.toml: prefetch layers: "middle" is not top, bottom/);
+  assert.match(refusal({ prefetch: { order: 'top' } }), /prefetch\.order is not a known key/);
   const flag = await runDadi(['snapshotter', '--metrics-address', 'nowhere', '--print-config']);
   assert.notEqual(flag.code, 0);
   assert.match(flag.stderr, /--metrics-address: metricsAddress: not an HTTP listen address/);

@@ -243,22 +243,7 @@ export const MAP_TEMP_SUFFIX = '.tmp';
  */
 export async function replaceMapFile(mapPath: string, dataFile: FileHandle, snapshot: Buffer): Promise<FileHandle> {
   await dataFile.datasync();
-  const temp = mapPath + MAP_TEMP_SUFFIX;
-  const fh = await open(temp, 'w', 0o644);
-  try {
-    await fh.writeFile(snapshot);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await rename(temp, mapPath);
-  const dir = await open(dirname(mapPath), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-  return open(mapPath, 'r+');
+  return writeThroughTemp(mapPath, snapshot, true);
 }
 
 /**
@@ -268,15 +253,29 @@ export async function replaceMapFile(mapPath: string, dataFile: FileHandle, snap
  * The first persistPresence syncs it along with the bits it sets. This keeps fsyncs (tens of ms
  * on a busy disk) off the first open of a blob, which a container's start waits for.
  */
-export async function createMapFile(mapPath: string, snapshot: Buffer): Promise<FileHandle> {
+export function createMapFile(mapPath: string, snapshot: Buffer): Promise<FileHandle> {
+  return writeThroughTemp(mapPath, snapshot, false);
+}
+
+/** Writes the map file through a temporary file and a rename (`durable`: both synced) and opens it for persistPresence. */
+async function writeThroughTemp(mapPath: string, snapshot: Buffer, durable: boolean): Promise<FileHandle> {
   const temp = mapPath + MAP_TEMP_SUFFIX;
   const fh = await open(temp, 'w', 0o644);
   try {
     await fh.writeFile(snapshot);
+    if (durable) await fh.datasync();
   } finally {
     await fh.close();
   }
   await rename(temp, mapPath);
+  if (durable) {
+    const dir = await open(dirname(mapPath), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
   return open(mapPath, 'r+');
 }
 
